@@ -324,6 +324,8 @@ def test_antialias_blends_by_covered_fraction(edge_px, column, expected):
     torch.testing.assert_close(grad[0, 1:3, 0].sum(), torch.tensor(4.0 * 8), atol=1e-3, rtol=0)
     boosted = torch.autograd.grad(tb.antialias(color, rast, pos, tri, pos_gradient_boost=2.0)[0, :, column, 0].sum(), pos)[0]
     torch.testing.assert_close(boosted, 2 * grad)
+    ranged = tb.antialias(color, rast, pos[0], tri)  # range mode: pos [V,4] serves every image
+    torch.testing.assert_close(ranged, out)
 
 
 def test_topology_pairs_shared_edges():
@@ -390,6 +392,7 @@ def test_bad_inputs_raise_one_line_value_errors():
         lambda: tb.rasterize(KAT_POS[..., :3], ONE_TRI, (4, 4)),
         lambda: tb.rasterize(KAT_POS, ONE_TRI + 5, (4, 4)),
         lambda: tb.rasterize(KAT_POS, ONE_TRI, 4),
+        lambda: tb.rasterize(KAT_POS, ONE_TRI, (4, 0)),
         lambda: tb.interpolate(torch.rand(2, 3, 1), torch.zeros(1, 4, 4, 4), ONE_TRI),
         lambda: tb.interpolate(torch.rand(1, 3, 1), torch.zeros(1, 4, 4, 4), ONE_TRI, diff_attrs="all"),
         lambda: tb.texture(torch.rand(1, 4, 4, 1), torch.rand(1, 2, 2, 2), filter_mode="linear-mipmap-linear"),

@@ -20,6 +20,7 @@ Where this differs from nvdiffrast (all at the level of single edge pixels):
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -254,30 +255,25 @@ def _rasterize_ids(v, batch, H, W, B, budget):
 
 
 def _barycentrics(forms, X, Y, H, W):
-    """C1 outputs for covered pixels from their triangle's linear forms (see _half_planes).
+    """C1 outputs for covered pixels from their triangle's linear forms.
 
-    forms: [n,5,3]; X, Y: [n] pixel centers. Returns (u, v, z/w) [n,3] and rast_db [n,4].
+    forms: [n,3,5] = (c, a, b) of A_0, A_1, A_2, sum z_i A_i, sum w_i A_i (see _half_planes);
+    X, Y: [n] pixel centers. Returns (u, v, z/w) [n,3] and rast_db [n,4].
     """
-    c, a, b = forms.unbind(-1)  # [n, 5]
-    vals = c + a * X[:, None] + b * Y[:, None]
-    A0, A1, S = vals[:, 0], vals[:, 1], vals[:, :3].sum(1)
-    u_raw, v_raw = A0 / S, A1 / S
-    u, v = u_raw.clamp(0, 1), v_raw.clamp(0, 1)
-    uv_sum = u + v
-    scale = torch.where(uv_sum > 1, uv_sum, torch.ones_like(uv_sum))
-    zw = (vals[:, 3] / vals[:, 4]).detach().clamp(-1, 1)
+    c, a, b = forms.unbind(1)  # [n, 5] each
+    vals = torch.addcmul(torch.addcmul(c, a, X[:, None]), b, Y[:, None])
+    def sum3(x):  # A_0 + A_1 + A_2 (explicit adds: small-axis reductions are slow on CPU)
+        return x[:, 0:1] + x[:, 1:2] + x[:, 2:3]
+
+    S = sum3(vals)
+    raw = vals[:, :2] / S  # unclamped (u, v)
+    uv = raw.clamp(0, 1)
+    uv = uv / (uv[:, 0:1] + uv[:, 1:2]).clamp_min(1)  # u + v > 1: divide both by u + v
+    zw = (vals[:, 3:4] / vals[:, 4:5]).detach().clamp(-1, 1)
     # d/dX of A_i is a_i (per NDC unit); per pixel that is times 2/W (2/H for Y)
-    SX, SY = a[:, :3].sum(1), b[:, :3].sum(1)
-    db = torch.stack(
-        [
-            (2 / W) * (a[:, 0] - u_raw * SX) / S,
-            (2 / H) * (b[:, 0] - u_raw * SY) / S,
-            (2 / W) * (a[:, 1] - v_raw * SX) / S,
-            (2 / H) * (b[:, 1] - v_raw * SY) / S,
-        ],
-        1,
-    )
-    return torch.stack([u / scale, v / scale, zw], 1), db
+    dX = (a[:, :2] - raw * sum3(a)) * ((2 / W) / S)
+    dY = (b[:, :2] - raw * sum3(b)) * ((2 / H) / S)
+    return torch.cat([uv, zw], 1), torch.stack([dX, dY], -1).reshape(-1, 4)  # (du/dX, du/dY, dv/dX, dv/dY)
 
 
 def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget: int = CANDIDATE_BUDGET):
@@ -288,9 +284,12 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     clipped bounding boxes; barycentrics of the winners are then recomputed differentiably.
     """
     _check_tri(tri)
-    if not (isinstance(resolution, (tuple, list)) and len(resolution) == 2 and all(isinstance(r, int) and r > 0 for r in resolution)):
+    try:
+        H, W = (operator.index(r) for r in resolution)
+    except (TypeError, ValueError):
+        H = W = 0
+    if min(H, W) <= 0:
         raise ValueError(f"resolution must be (height, width) positive ints, got {resolution!r}")
-    H, W = resolution
     if ranges is None:
         _check_float("pos", pos, (3,), "[B,V,4] in instanced mode (or [V,4] with ranges=[B,2])")
         B = pos.shape[0]
@@ -311,18 +310,21 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     best = _rasterize_ids(corners.detach(), batch, H, W, B, int(candidate_budget))
     pix = (best != _NO_HIT).nonzero().flatten()
     item = best[pix] & _LOW32
-    X = (2 * (pix % W) + 1).to(pos.dtype) / W - 1
-    Y = (2 * torch.div(pix % (H * W), W, rounding_mode="floor") + 1).to(pos.dtype) / H - 1
+    # Outputs are evaluated in float64 (products of float32 inputs are exact there) and rounded
+    # once, so they sit within float32 rounding of the exact C1 values.
+    X = (2 * (pix % W) + 1).double() / W - 1
+    Y = (2 * torch.div(pix % (H * W), W, rounding_mode="floor") + 1).double() / H - 1
     ids = (tri_id + 1).to(pos.dtype)
-    forms = _half_planes(corners)  # differentiable in pos; A_i and friends are linear per pixel
+    forms = _half_planes(corners.double()).transpose(1, 2).contiguous()  # [N, (c,a,b), 5], differentiable
     need_grad = torch.is_grad_enabled() and pos.requires_grad
 
     def compute(sel):
-        f = forms.index_select(0, item[sel])
+        it = item[sel]
+        f = forms.index_select(0, it)
         rast, db = _barycentrics(f, X[sel], Y[sel], H, W)
         if not grad_db:  # pos gets gradients through rast_db only with grad_db
             db = _barycentrics(f.detach(), X[sel], Y[sel], H, W)[1]
-        return torch.cat([rast, ids[item[sel]][:, None]], 1), db
+        return torch.cat([rast.to(pos.dtype), ids.index_select(0, it)[:, None]], 1), db.to(pos.dtype)
 
     rast, db = _scatter_rows(B * H * W, pix, compute, (4, 4), pos, need_grad)
     return rast.view(B, H, W, 4), db.view(B, H, W, 4)
@@ -410,12 +412,17 @@ def build_mip_levels(tex: torch.Tensor, max_mip_level=None) -> list[torch.Tensor
     return levels
 
 
+def _wrap_pad(level):
+    """Pad [1,C,H,W] by one texel copied from the opposite side, so clamp-sampling it wraps."""
+    return F.pad(level, (1, 1, 1, 1), mode="circular")
+
+
 def _sample_level(level, s, t, boundary, nearest):
     """Sample one [1,C,Hl,Wl] texture image at flat (s, t) per C3 -> [n,C].
 
     Bilinear taps go through grid_sample, whose align_corners=False texel centers are C3's
-    ((c+.5)/Wt, (r+.5)/Ht): "border" is clamp, "zeros" is zero, and wrap is clamp on a texture
-    padded by one texel copied from the opposite side.
+    ((c+.5)/Wt, (r+.5)/Ht): "border" is clamp and "zeros" is zero. For bilinear wrap, `level`
+    comes padded by _wrap_pad and is clamp-sampled at X + 1.
     """
     _, C, Hl, Wl = level.shape
     if boundary == "wrap":
@@ -428,7 +435,7 @@ def _sample_level(level, s, t, boundary, nearest):
             val = val * ((i >= 0) & (i < Wl) & (j >= 0) & (j < Hl))[:, None].to(val.dtype)
         return val
     if boundary == "wrap":
-        level = F.pad(level, (1, 1, 1, 1), mode="circular")
+        Hl, Wl = Hl - 2, Wl - 2
         gx, gy = (2 * s * Wl + 2) / (Wl + 2) - 1, (2 * t * Hl + 2) / (Hl + 2) - 1  # texel X -> X + 1
     else:
         gx, gy = 2 * s - 1, 2 * t - 1
@@ -496,14 +503,16 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mode="aut
         if any(m.dim() != 4 or m.shape[0] != Bt or m.shape[-1] != C for m in extra):
             raise ValueError(f"mip must be a list of [{Bt},h_l,w_l,{C}] tensors for levels 1..N")
 
+    inputs = levels + [x for x in (uv, uv_da, mip_level_bias) if x is not None]
+    need_grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
     levels = [lev.permute(0, 3, 1, 2) for lev in levels]  # NCHW views for grid_sample
+    if boundary_mode == "wrap" and filter_mode != "nearest":
+        levels = [_wrap_pad(lev) for lev in levels]
     n = h * w  # pixels per image; images are sampled one at a time when tex has a batch
     dtype = torch.result_type(tex, uv)
     uv_flat = uv.reshape(B, n, 2)
     da_flat = uv_da.reshape(B, n, 4) if (use_mip and uv_da is not None) else None
     bias_flat = mip_level_bias.reshape(B, n) if (use_mip and mip_level_bias is not None) else None
-    inputs = levels + [uv] + [x for x in (uv_da, mip_level_bias) if x is not None and use_mip]
-    need_grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
 
     def sample(bi, sel):
         s, t = uv_flat[bi, sel, 0], uv_flat[bi, sel, 1]
@@ -516,15 +525,19 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mode="aut
         else:
             l0f = torch.floor(level.detach())
             l0, frac = l0f.long(), level - l0f
-        out = s.new_zeros(s.shape[0], C, dtype=dtype)
         top = len(levels) - 1
-        for k in torch.bincount(l0, minlength=top + 1).nonzero().flatten().tolist():  # levels in use
-            rows = (l0 == k).nonzero().flatten()
-            sr, tr, fr = s[rows], t[rows], frac[rows, None]
+        used = torch.bincount(l0, minlength=top + 1).nonzero().flatten().tolist()
+        out = None if len(used) == 1 else s.new_zeros(s.shape[0], C, dtype=dtype)
+        for k in used:
+            rows = None if out is None else (l0 == k).nonzero().flatten()
+            sr, tr, fr = (s, t, frac) if rows is None else (x.index_select(0, rows) for x in (s, t, frac))
             val = _sample_level(levels[k][ti : ti + 1], sr, tr, boundary_mode, False)
-            if k < top:  # blend toward the next coarser level by frac(level)
-                val = (1 - fr) * val + fr * _sample_level(levels[k + 1][ti : ti + 1], sr, tr, boundary_mode, False)
-            out = out.index_add(0, rows, val)
+            blend = (fr > 0).nonzero().flatten() if k < top else fr.new_zeros(0, dtype=torch.long)
+            if blend.numel():  # toward the next coarser level by frac(level); magnified pixels skip it
+                fb = fr.index_select(0, blend)[:, None]
+                coarse = _sample_level(levels[k + 1][ti : ti + 1], sr.index_select(0, blend), tr.index_select(0, blend), boundary_mode, False)
+                val.index_copy_(0, blend, (1 - fb) * val.index_select(0, blend) + fb * coarse)
+            out = val if rows is None else out.index_copy_(0, rows, val)
         return out
 
     if need_grad:
@@ -608,63 +621,58 @@ def antialias(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0)
     if pos_gradient_boost != 1.0:
         pos = _ScaleGrad.apply(pos, float(pos_gradient_boost))
 
-    ids = rast[..., 3].detach().round().long().reshape(-1)
+    # Per (image, triangle) item: corners in pixel units and each edge's line f_e(p) = c + ex px + ey py,
+    # edge e running from corner e to corner e+1 (f_e > 0 on its left).
+    T, n_img = tri.shape[0], (pos.shape[0] if pos.dim() == 3 else 1)
+    flat_pos = pos.reshape(-1, 4)
+    vrows = (torch.arange(n_img, device=pos.device)[:, None, None] * (V if pos.dim() == 3 else 0) + tri).reshape(-1, 3)
+    corners = flat_pos.index_select(0, vrows.flatten()).view(-1, 3, 4)
+    w = corners[..., 3]
+    sx, sy = (corners[..., 0] / w + 1) * (W / 2) - 0.5, (corners[..., 1] / w + 1) * (H / 2) - 0.5
+    ex, ey = sy - sy.roll(-1, 1), sx.roll(-1, 1) - sx
+    lines = torch.stack([-(ex * sx + ey * sy), ex, ey], -1)  # [I, 3 edges, (c, ex, ey)]
+    with torch.no_grad():
+        def side_of(px, py):
+            return torch.sign(lines[..., 0] + lines[..., 1] * px + lines[..., 2] * py)
+
+        inside = side_of(sx.roll(-2, 1), sy.roll(-2, 1))  # the own far corner's side of each edge
+        topo_rows = (torch.arange(n_img, device=pos.device)[:, None, None] * (V if pos.dim() == 3 else 0) + topo.clamp_min(0)).reshape(-1, 3)
+        far = flat_pos.index_select(0, topo_rows.flatten()).view(-1, 3, 4)
+        far_side = side_of((far[..., 0] / far[..., 3] + 1) * (W / 2) - 0.5, (far[..., 1] / far[..., 3] + 1) * (H / 2) - 0.5)
+        silhouette = (topo.repeat(n_img, 1) < 0) | (far_side == inside)  # no neighbour, or it folds over
+        usable = (w > 0).all(1)  # the projection of a triangle reaching behind the eye is meaningless
+
+    ids = rast[..., 3].detach().round().long()
     zw = rast[..., 2].detach().reshape(-1)
-    grid = torch.arange(B * H * W, device=color.device).view(B, H, W)
-    pairs = [(grid[:, :, :-1].reshape(-1), grid[:, :, 1:].reshape(-1), 0), (grid[:, :-1, :].reshape(-1), grid[:, 1:, :].reshape(-1), 1)]
     flat_color = color.reshape(-1, C)
     targets, deltas = [], []
-    for p0, p1, axis in pairs:
-        differ = ids[p0] != ids[p1]
-        p0, p1 = p0[differ], p1[differ]
-        if p0.numel() == 0:
+    for axis, (a, b), step in ((0, (ids[:, :, :-1], ids[:, :, 1:]), 1), (1, (ids[:, :-1, :], ids[:, 1:, :]), W)):
+        bi, yi, xi = (a != b).nonzero().unbind(1)
+        if bi.numel() == 0:
             continue
-        i0, i1 = ids[p0], ids[p1]
-        own_is_0 = (i1 == 0) | ((i0 != 0) & (zw[p0] <= zw[p1]))
-        t = _triangle_ids(torch.where(own_is_0, i0, i1).to(zw.dtype), tri.shape[0])
-        b = torch.div(p0, H * W, rounding_mode="floor")
-        corners = tri[t]  # [n, 3]
-        rows = corners if pos.dim() == 2 else b[:, None] * V + corners
-        flat_pos = pos.reshape(-1, 4)
-        pv = flat_pos[rows]  # [n, 3, 4]
-        w = pv[..., 3]
-        # pixel coordinates with pixel centers on integers
-        sx = (pv[..., 0] / w + 1) * (W / 2) - 0.5
-        sy = (pv[..., 1] / w + 1) * (H / 2) - 0.5
-        cx0 = (p0 % W).to(sx.dtype)
-        cy0 = torch.div(p0 % (H * W), W, rounding_mode="floor").to(sx.dtype)
-        cx1, cy1 = cx0 + (1 - axis), cy0 + axis
-        far = topo[t]  # [n, 3]
-        far_v = flat_pos[torch.where(far >= 0, far, 0) if pos.dim() == 2 else b[:, None] * V + torch.where(far >= 0, far, 0)]
-        fx = (far_v[..., 0] / far_v[..., 3] + 1) * (W / 2) - 0.5
-        fy = (far_v[..., 1] / far_v[..., 3] + 1) * (H / 2) - 0.5
-        ax, ay, bx, by = sx, sy, sx.roll(-1, 1), sy.roll(-1, 1)
-        ox, oy = sx.roll(-2, 1), sy.roll(-2, 1)
-
-        def edge_fn(px, py):  # (b - a) x (p - a) for the three edges
-            return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-
-        side = torch.sign(edge_fn(ox, oy)).detach()
-        f0, f1 = edge_fn(cx0[:, None], cy0[:, None]), edge_fn(cx1[:, None], cy1[:, None])
-        f_other = torch.where(own_is_0[:, None], f1, f0)
-        denom = f0 - f1
-        dc = f0 / torch.where(denom == 0, torch.ones_like(denom), denom)
-        ok = (side * f_other.detach() < 0) & (denom != 0) & (dc.detach() >= -1 / 16) & (dc.detach() <= 1 + 1 / 16)
-        ok &= (w > 0).all(1, keepdim=True)
-        dist = torch.where(own_is_0[:, None], dc, 1 - dc).detach()
-        dist = torch.where(ok, dist, torch.full_like(dist, math.inf))
-        e = dist.argmin(1, keepdim=True)
-        found = ok.gather(1, e).squeeze(1)
-        far_e = far.gather(1, e).squeeze(1)
-        folds = torch.sign(edge_fn(fx, fy)).detach().gather(1, e).squeeze(1) == side.gather(1, e).squeeze(1)
-        silhouette = found & ((far_e < 0) | folds)
-        if not bool(silhouette.any()):
+        p0 = (bi * H + yi) * W + xi
+        p1 = p0 + step
+        i0, i1 = ids.view(-1)[p0], ids.view(-1)[p1]
+        own_is_0 = (i1 == 0) | ((i0 != 0) & (zw[p0] <= zw[p1]))  # the front (or only) triangle
+        item = _triangle_ids(torch.where(own_is_0, i0, i1).to(zw.dtype), T)
+        if pos.dim() == 3:
+            item = item + bi * T
+        L = lines.index_select(0, item)  # [n, 3, 3]
+        f0 = L[..., 0] + L[..., 1] * xi[:, None].to(L.dtype) + L[..., 2] * yi[:, None].to(L.dtype)
+        slope = L[..., 1 + axis]  # f(p1) - f(p0)
+        dc = -f0 / torch.where(slope == 0, torch.ones_like(slope), slope)  # crossing, 0 at p0, 1 at p1
+        f_other = torch.where(own_is_0[:, None], f0 + slope, f0).detach()
+        ok = (inside.index_select(0, item) * f_other < 0) & (slope != 0) & (dc >= -1 / 16) & (dc <= 1 + 1 / 16)
+        ok &= usable.index_select(0, item)[:, None]
+        dist = torch.where(ok, torch.where(own_is_0[:, None], dc, 1 - dc).detach(), math.inf)
+        e = dist.argmin(1, keepdim=True)  # the edge the segment leaves the own triangle through
+        keep = (ok.gather(1, e) & silhouette.index_select(0, item).gather(1, e)).squeeze(1).nonzero().flatten()
+        if keep.numel() == 0:
             continue
-        keep = silhouette.nonzero().flatten()
         dck = dc.gather(1, e).squeeze(1)[keep].clamp(0, 1)
-        c0, c1 = flat_color[p0[keep]], flat_color[p1[keep]]
-        targets.append(torch.where(dck.detach() < 0.5, p0[keep], p1[keep]))
-        deltas.append((0.5 - dck)[:, None].to(color.dtype) * (c1 - c0))
+        k0, k1 = p0[keep], p1[keep]
+        targets.append(torch.where(dck.detach() < 0.5, k0, k1))
+        deltas.append((0.5 - dck)[:, None].to(color.dtype) * (flat_color[k1] - flat_color[k0]))
     if not targets:
         return color + 0  # a new tensor, like nvdiffrast's output
     return flat_color.index_add(0, torch.cat(targets), torch.cat(deltas)).view(B, H, W, C)
