@@ -1,0 +1,42 @@
+# Two commands work on a fresh machine: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# CPU torch: the CI machine has exactly two cores.
+export OMP_NUM_THREADS ?= 2
+export WANDB_MODE ?= offline
+
+.PHONY: install demo test test-slow test-gpu bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch is installed first and pinned: 2.13.0 is the CPU wheel; a looser spec pulls a multi-GB CUDA build.
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on built-in synthetic data, at the CPU preset.
+demo: install
+	$(PY) -m experiments.run +exp=toy preset=cpu
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+test-gpu: install
+	$(PY) -m pytest -q -m gpu
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) logs outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""Lightning callbacks: metrics, image panels, ablation/comparison drivers, debugging aids."""

@@ -1,0 +1,1 @@
+"""LightningModules: loss, optimisation and logging around the plain-torch networks in `uhrtex`."""

@@ -1,0 +1,80 @@
+"""Config composition: presets, every group option, and one-line errors for user mistakes."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from experiments.cli import UsageError, group_options, prepare_argv
+from tests.helpers.hydra_run import REPO, cli, compose
+
+GROUPS = ["preset", "data", "model", "trainer", "logger", "callbacks", "debug"]
+
+
+@pytest.mark.parametrize("preset,sizes", [("paper", (4096, 1024, 512)), ("cpu", (512, 128, 64)), ("tiny", (256, 64, 32))])
+def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
+    cfg = compose([f"preset={preset}"], workdir)
+    assert (cfg.input_size, cfg.global_size, cfg.patch_size) == sizes
+    assert cfg.input_size == cfg.patch_size * cfg.grid
+
+
+def test_derived_sizes_follow_an_overridden_input_size(workdir):
+    cfg = compose(["input_size=1024"], workdir)
+    assert (cfg.global_size, cfg.patch_size) == (256, 128)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes_and_resolves(workdir, group):
+    for option in group_options(group):
+        cfg = compose([f"{group}={option}"], workdir)
+        OmegaConf.to_container(cfg, resolve=True)  # no dangling interpolation
+
+
+def test_exp_is_not_in_the_defaults_list():
+    text = (OmegaConf.load(REPO / "experiments/configs/config.yaml"))
+    assert not any("exp" in (list(d)[0] if isinstance(d, dict) else d) for d in text.defaults)
+
+
+@pytest.mark.parametrize("exp", group_options("exp"))
+def test_exp_files_are_global_deltas(exp):
+    first = open(REPO / f"experiments/configs/exp/{exp}.yaml").read().lstrip().splitlines()
+    assert "# @package _global_" in first[:3], f"exp/{exp}.yaml must start with '# @package _global_'"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["+exp=toy", "model.nonsense=1"], "unknown config key 'model.nonsense'; valid keys under 'model': "),
+    (["+exp=toy", "nonsense=1"], "unknown config key 'nonsense'; valid keys at the top level: "),
+    (["+exp=does_not_exist"], "unknown exp 'does_not_exist'; valid choices: "),
+    (["model=does_not_exist"], "unknown option 'does_not_exist' for config group 'model'; valid choices: "),
+    (["+exp=toy", "width=???"], "missing required value(s): width"),
+])
+def test_user_mistakes_get_one_line_errors_with_choices(workdir, argv, expected):
+    with pytest.raises(UsageError) as err:
+        prepare_argv(argv)
+    message = str(err.value)
+    assert message.startswith(expected) and "\n" not in message
+    if "valid" in expected:
+        listed = message.split(": ", 1)[1]
+        assert "toy" in listed or "optimizer" in listed or "seed" in listed
+
+
+def test_valid_key_listing_is_the_real_one(workdir):
+    with pytest.raises(UsageError) as err:
+        prepare_argv(["+exp=toy", "model.nonsense=1"])
+    for key in ("net", "optimizer", "scheduler", "monitor"):
+        assert key in str(err.value)
+
+
+def test_cli_exits_2_with_a_single_stderr_line(workdir):
+    out = cli(["+exp=toy", "trainer.nonsense=3"], workdir, timeout=120)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: unknown config key 'trainer.nonsense'"), out.stderr
+
+
+def test_multirun_with_ddp_is_refused():
+    with pytest.raises(UsageError, match="multirun"):
+        prepare_argv(["-m", "+exp=toy", "trainer=ddp", "seed=1,2"])
+
+
+def test_resume_without_any_previous_run_says_what_to_do(workdir):
+    with pytest.raises(UsageError, match="no run of task 'toy' has checkpoints/last.ckpt"):
+        prepare_argv(["+exp=toy", "ckpt_path=last"])

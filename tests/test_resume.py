@@ -1,0 +1,56 @@
+"""A run SIGKILLed after a checkpoint resumes with ckpt_path=last exactly where it stopped."""
+
+import signal
+from pathlib import Path
+
+import torch
+
+from tests.helpers.hydra_run import cli
+
+ARGS = ["+exp=toy", "preset=tiny", "data.shuffle=false", "trainer.max_epochs=3", "trainer.accelerator=cpu",
+        "logger=wandb", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+def _last(root: Path) -> tuple[Path, dict]:
+    (run_dir,) = (root / "logs" / "toy" / "runs").iterdir()
+    return run_dir, torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_sigkill_then_resume_continues_the_same_run(tmp_path):
+    full_root, cut_root = tmp_path / "full", tmp_path / "cut"
+    full_root.mkdir(), cut_root.mkdir()
+    assert cli(ARGS + ["run_name=full"], full_root).returncode == 0
+
+    killed = cli(ARGS + ["run_name=cut", "debug=preempt"], cut_root)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_dir, at_kill = _last(cut_root)
+    assert at_kill["epoch"] == 0  # epoch 0 finished and was checkpointed; epoch 1 never ran
+    wandb_id = (run_dir / "wandb_id.txt").read_text().strip()
+
+    resumed = cli(ARGS + ["run_name=other", "ckpt_path=last"], cut_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    # Same run directory (no second one), same W&B id, both launches recorded.
+    run_dir_after, final = _last(cut_root)
+    assert run_dir_after == run_dir
+    assert (run_dir / "wandb_id.txt").read_text().strip() == wandb_id
+    offline_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(p.name.endswith(wandb_id) for p in offline_runs)
+    assert len((run_dir / "cmd.txt").read_text().splitlines()) == 2
+
+    # Global step, optimizer and scheduler state, and the weights equal an uninterrupted run's.
+    _, reference = _last(full_root)
+    assert final["global_step"] == reference["global_step"] > at_kill["global_step"]
+    assert final["epoch"] == reference["epoch"]
+    opt, ref_opt = final["optimizer_states"][0], reference["optimizer_states"][0]
+    assert float(opt["state"][0]["step"]) == float(ref_opt["state"][0]["step"]) == final["global_step"]
+    sched, ref_sched = final["lr_schedulers"][0], reference["lr_schedulers"][0]
+    assert sched["last_epoch"] == ref_sched["last_epoch"] and sched["num_bad_epochs"] == ref_sched["num_bad_epochs"]
+    for key, value in reference["state_dict"].items():
+        torch.testing.assert_close(final["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_resume_with_changed_overrides_is_refused(tmp_path):
+    assert cli(ARGS + ["run_name=a", "trainer.max_epochs=1"], tmp_path).returncode == 0
+    out = cli(ARGS + ["ckpt_path=last", "seed=7"], tmp_path, timeout=120)
+    assert out.returncode == 2 and "different overrides (seed=7)" in out.stderr

@@ -1,0 +1,153 @@
+"""A UNet built from small explicit blocks, with guidance injection at hidden layer k.
+
+How hidden layers are counted
+-----------------------------
+A *hidden layer* is one `ConvBlock` (3x3 conv -> norm -> activation). They are numbered 1..N in
+forward order: the encoder's blocks level by level (downsampling is a parameter-free average pool
+and is not counted), then the decoder's blocks level by level (the upsample+skip-concat is not
+counted). The 1x1 output head is not a hidden layer. So
+
+    N = len(widths) * enc_blocks + (len(widths) - 1) * dec_blocks
+
+GDE (paper: "12-layer UNet-like backbone"):   3 levels, 2 enc + 3 dec blocks -> 3*2 + 2*3 = 12.
+HFDR (guide concatenated after layer 17, "just before the output head"):
+                                              4 levels, 2 enc + 3 dec blocks -> 4*2 + 3*3 = 17.
+
+Guidance injection: if `guide_channels > 0`, the guide tensor is resized (bilinear) to the
+resolution of hidden layer `guide_layer`'s output and concatenated to it; the next layer (or the
+head, when k = N) takes the extra channels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+_OUTPUTS = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "clamp": lambda x: x.clamp(0.0, 1.0)}
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        # GroupNorm keeps DDP results independent of the per-process batch size (BatchNorm would not).
+        # As many groups as possible (up to 32) while keeping >= 4 channels per group.
+        groups = next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= 4), 1)
+        return nn.GroupNorm(groups, channels)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm '{kind}'; valid: group, batch, instance, none")
+
+
+def make_act(kind: str) -> nn.Module:
+    if kind not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation '{kind}'; valid: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[kind]()
+
+
+class ConvBlock(nn.Module):
+    """One hidden layer: 3x3 conv -> norm -> activation."""
+
+    def __init__(self, cin: int, cout: int, norm: str, act: str):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=norm == "none")
+        self.norm = make_norm(norm, cout)
+        self.act = make_act(act)
+        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class UNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: Sequence[int] = (32, 64, 128),
+        enc_blocks: int = 2,
+        dec_blocks: int = 3,
+        norm: str = "group",
+        act: str = "silu",
+        guide_channels: int = 0,
+        guide_layer: int | None = None,
+        out_activation: str = "sigmoid",
+    ):
+        super().__init__()
+        widths = list(widths)
+        if not widths or enc_blocks < 1 or dec_blocks < 1:
+            raise ValueError("UNet needs at least one level and one block per level")
+        if out_activation not in _OUTPUTS:
+            raise ValueError(f"unknown out_activation '{out_activation}'; valid: {', '.join(_OUTPUTS)}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.levels = len(widths)
+        self.n_hidden = self.levels * enc_blocks + (self.levels - 1) * dec_blocks
+        self.guide_channels = guide_channels
+        self.guide_layer = (guide_layer or self.n_hidden) if guide_channels else None
+        if self.guide_layer is not None and not 1 <= self.guide_layer <= self.n_hidden:
+            raise ValueError(f"guide_layer must be in 1..{self.n_hidden} (this UNet's hidden layers), got {guide_layer}")
+        self._out_act = out_activation
+
+        layers: list[nn.Module] = []
+        # (kind, level, first, last) per hidden layer: forward() pools before the first encoder block
+        # of a level, stores the skip after its last, and upsamples + concatenates before the first
+        # decoder block of a level.
+        self._plan: list[tuple[str, int, bool, bool]] = []
+        cin = in_channels
+        for level, w in enumerate(widths):
+            for b in range(enc_blocks):
+                cin = self._add(layers, cin, w, norm, act)
+                self._plan.append(("enc", level, b == 0, b == enc_blocks - 1))
+        for level in range(self.levels - 2, -1, -1):
+            w = widths[level]
+            for b in range(dec_blocks):
+                if b == 0:
+                    cin = cin + widths[level]  # skip concat
+                cin = self._add(layers, cin, w, norm, act)
+                self._plan.append(("dec", level, b == 0, b == dec_blocks - 1))
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Conv2d(cin + (guide_channels if self.guide_layer == self.n_hidden else 0), out_channels, 1)
+        nn.init.zeros_(self.head.bias)
+
+    def _add(self, layers: list[nn.Module], cin: int, cout: int, norm: str, act: str) -> int:
+        # The layer after the guide injection point takes the guide's extra channels.
+        extra = self.guide_channels if self.guide_layer is not None and len(layers) == self.guide_layer else 0
+        layers.append(ConvBlock(cin + extra, cout, norm, act))
+        return cout
+
+    @property
+    def multiple(self) -> int:
+        """Input H and W must be divisible by this."""
+        return 2 ** (self.levels - 1)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"UNet expects {self.in_channels} input channels, got {x.shape[1]}")
+        if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
+            raise ValueError(f"UNet input size {tuple(x.shape[-2:])} must be divisible by {self.multiple}")
+        if (guide is None) != (self.guide_layer is None):
+            raise ValueError("pass a guide exactly when the UNet was built with guide_channels > 0")
+        skips: list[torch.Tensor] = []
+        h = x
+        for i, (layer, (kind, level, first, last)) in enumerate(zip(self.layers, self._plan), start=1):
+            if kind == "enc" and first and level > 0:
+                h = F.avg_pool2d(h, 2)
+            if kind == "dec" and first:
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+                h = torch.cat([h, skips[level]], dim=1)
+            h = layer(h)
+            if kind == "enc" and last:
+                skips.append(h)
+            if i == self.guide_layer:
+                g = guide if guide.shape[-2:] == h.shape[-2:] else F.interpolate(
+                    guide, size=h.shape[-2:], mode="bilinear", align_corners=False)
+                h = torch.cat([h, g.to(h.dtype)], dim=1)
+        return _OUTPUTS[self._out_act](self.head(h))
