@@ -1,0 +1,66 @@
+"""L1 + λ·Laplacian against hand-computed values."""
+
+import pytest
+import torch
+
+from uhrtex.losses import L1Laplacian, l1_laplacian, laplacian
+
+
+def test_laplacian_of_a_single_spike_is_the_kernel():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 1.0
+    # valid conv: output 3×3, centred on input pixels (1..3, 1..3); a spike gives the (symmetric) kernel
+    assert torch.equal(laplacian(x)[0, 0], torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]))
+
+
+def test_laplacian_acts_per_channel_and_kills_linear_ramps():
+    ramp = torch.arange(16.0).view(1, 1, 4, 4)  # f = 4y + x: zero Laplacian
+    quad = (torch.arange(4.0)[None, :] ** 2).expand(4, 4)[None, None]  # f = x²: Laplacian 2
+    lap = laplacian(torch.cat([ramp, quad], 1))
+    assert lap.shape == (1, 2, 2, 2)
+    assert torch.equal(lap[0, 0], torch.zeros(2, 2)) and torch.equal(lap[0, 1], torch.full((2, 2), 2.0))
+
+
+def test_l1_laplacian_by_hand():
+    target = torch.zeros(1, 2, 3, 3)
+    pred = torch.zeros(1, 2, 3, 3)
+    pred[0, 0, 1, 1] = 0.9  # centre spike in channel 0
+    pred[0, 1] = 0.3        # constant offset in channel 1 (no Laplacian)
+    # L1: (0.9 + 9·0.3) / 18 = 0.2 ; Laplacian (one valid pixel per channel): (|-3.6| + 0) / 2 = 1.8
+    terms = l1_laplacian(pred, target, laplacian_weight=2.0)
+    assert terms["l1"].item() == pytest.approx(0.2)
+    assert terms["laplacian"].item() == pytest.approx(1.8)
+    assert terms["loss"].item() == pytest.approx(0.2 + 2 * 1.8)
+    assert L1Laplacian(1.0)(pred, target)["loss"].item() == pytest.approx(2.0)
+    assert set(l1_laplacian(pred, target, 0.0)) == {"l1", "loss"}
+
+
+def test_masked_means_ignore_pixels_outside_the_mask():
+    target = torch.zeros(1, 1, 4, 4)
+    pred = torch.zeros(1, 1, 4, 4)
+    pred[0, 0, 0, 0] = 5.0   # outside the mask: must not count
+    pred[0, 0, 1, 1] = 1.0   # inside
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[0, 0, 1:, 1:] = 1.0  # 9 pixels; only (2, 2) has its whole cross stencil inside
+    terms = l1_laplacian(pred, target, 1.0, mask)
+    assert terms["l1"].item() == pytest.approx(1 / 9)
+    # Laplacian at (2, 2) = pred(1,2)+pred(3,2)+pred(2,1)+pred(2,3)-4·pred(2,2) = 0 -> the spike's corner is not seen
+    assert terms["laplacian"].item() == pytest.approx(0.0)
+    pred[0, 0, 2, 1] = 1.0  # a stencil neighbour of (2, 2): now the Laplacian sees it
+    terms = l1_laplacian(pred, target, 1.0, mask)
+    assert terms["laplacian"].item() == pytest.approx(1.0)
+    assert terms["l1"].item() == pytest.approx(2 / 9)
+
+
+def test_empty_mask_gives_zero_not_nan_and_gradients_flow():
+    pred = torch.rand(2, 3, 6, 6, requires_grad=True)
+    assert l1_laplacian(pred, torch.zeros(2, 3, 6, 6), 1.0, torch.zeros(2, 1, 6, 6))["loss"].item() == 0.0
+    l1_laplacian(pred, torch.zeros(2, 3, 6, 6), 1.0)["loss"].backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_shape_mismatch_is_one_line():
+    with pytest.raises(ValueError, match="differ in shape"):
+        l1_laplacian(torch.zeros(1, 3, 4, 4), torch.zeros(1, 7, 4, 4))
+    with pytest.raises(ValueError, match="mask must be"):
+        l1_laplacian(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), mask=torch.ones(1, 3, 4, 4))
