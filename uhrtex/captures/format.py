@@ -1,0 +1,240 @@
+"""The capture format: seven image-space maps of one rendered frame plus its metadata.
+
+A capture is one subject x lighting x camera. Its maps follow `uhrtex.maps.CAPTURE`
+(`image albedo micronormal specular uv normal mask`), each C x H x W float32 in [0, 1] with row 0 at
+the top of the picture. Outside the mask every map is 0 except `image` (background radiance).
+
+Camera (stored in `meta["camera"]`, see `Camera`): OpenCV convention.
+* Intrinsics fx, fy, cx, cy in pixels. The image spans [0, W] x [0, H] with (0, 0) at the top-left
+  *corner* of the top-left pixel, so pixel (row i, col j) has its centre at (j + 0.5, i + 0.5) and a
+  centred principal point is (W / 2, H / 2).
+* `world_to_camera` (4 x 4): camera axes x right, y down, z forward (into the scene), so a visible
+  point has z > 0 and projects to u = fx x / z + cx, v = fy y / z + cy.
+* `Camera.clip_from_world(near, far)` gives the matrix into `uhrtex.raster` (nvdiffrast / OpenGL) clip
+  space. nvdiffrast puts NDC y = -1 on its output row 0, i.e. raster output row 0 is the *bottom* of
+  the picture: flip the raster output along rows (`.flip(1)` on B x H x W x C) to get capture maps.
+  Blender cameras are OpenGL-style (x right, y up, looking down -z): `CV_FROM_GL @ gl_world_to_camera`.
+
+Store quantisation (see `quantize`): the store keeps every map on a 16-bit grid k / 65535. 8- and
+16-bit PNG values are on that grid already (k / 255 = 257 k / 65535); float renderer output moves by at
+most half a step (7.6e-6). A capture that went through `quantize` round-trips through the store bit-exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from uhrtex.maps import CAPTURE
+
+REQUIRED_META = ("subject", "lighting", "camera", "mesh", "renderer", "resolution")
+RENDERERS = ("builtin", "blender", "placeholder")
+KEY_SEPARATOR = "__"
+# Id parts of a store key: start alphanumeric (store-internal names start with "_"), no separator inside.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*(_[A-Za-z0-9.\-]+)*$")
+QUANT_LEVELS = 65535
+
+# OpenGL camera axes (x right, y up, z backwards) -> OpenCV camera axes (x right, y down, z forward).
+CV_FROM_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+class CaptureError(ValueError):
+    """A capture that breaks the format; the message is one line naming the capture and the problem."""
+
+
+def check_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value) or KEY_SEPARATOR in value:
+        raise CaptureError(f"{kind} id {value!r} is not usable in a store key; use letters, digits, '.', '-', "
+                           f"single '_' (not '{KEY_SEPARATOR}'), starting with a letter or digit")
+    return value
+
+
+def capture_key(subject: str, lighting: str, camera: str) -> str:
+    """The store key `<subject>__<lighting>__<camera>`."""
+    return KEY_SEPARATOR.join(check_id(k, v) for k, v in (("subject", subject), ("lighting", lighting), ("camera", camera)))
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    parts = key.split(KEY_SEPARATOR)
+    if len(parts) != 3:
+        raise CaptureError(f"capture key {key!r} is not '<subject>{KEY_SEPARATOR}<lighting>{KEY_SEPARATOR}<camera>'")
+    return parts[0], parts[1], parts[2]
+
+
+# ----------------------------------------------------------------------------------------------- camera
+
+
+@dataclass
+class Camera:
+    """Pinhole camera, OpenCV convention (see module doc). Sizes and intrinsics in pixels."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    world_to_camera: list[list[float]] = field(default_factory=lambda: [[float(i == j) for j in range(4)] for i in range(4)])
+    id: str = "c00"
+
+    @classmethod
+    def from_fov(cls, fov_y_deg: float, width: int, height: int, world_to_camera=None, id: str = "c00") -> "Camera":
+        """Centred principal point, square pixels, vertical field of view in degrees."""
+        f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
+        w2c = torch.eye(4, dtype=torch.float64) if world_to_camera is None else torch.as_tensor(world_to_camera, dtype=torch.float64)
+        return cls(f, f, width / 2, height / 2, int(width), int(height), w2c.tolist(), id)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Camera":
+        try:
+            return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]),
+                       [[float(v) for v in row] for row in d["world_to_camera"]], str(d.get("id", "c00")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CaptureError(f"camera {d!r:.80} is not fx, fy, cx, cy, width, height, world_to_camera (4x4), id: {e}") from e
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "convention": "opencv", "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+                "width": self.width, "height": self.height, "world_to_camera": [list(map(float, r)) for r in self.world_to_camera]}
+
+    def scaled(self, width: int, height: int) -> "Camera":
+        """The same camera for an image resized to width x height (e.g. the global view)."""
+        sx, sy = width / self.width, height / self.height
+        return Camera(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height, self.world_to_camera, self.id)
+
+    def intrinsics(self, dtype=torch.float64) -> torch.Tensor:
+        """3 x 3 K."""
+        return torch.tensor([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=dtype)
+
+    def extrinsics(self, dtype=torch.float64) -> torch.Tensor:
+        """4 x 4 world -> camera (OpenCV axes)."""
+        return torch.tensor(self.world_to_camera, dtype=dtype)
+
+    def projection(self, near: float = 0.01, far: float = 100.0, dtype=torch.float64) -> torch.Tensor:
+        """4 x 4 OpenCV camera space -> OpenGL clip space (NDC y up; depth -1 at near, +1 at far)."""
+        w, h = self.width, self.height
+        return torch.tensor([
+            [2 * self.fx / w, 0, 2 * self.cx / w - 1, 0],
+            [0, -2 * self.fy / h, 1 - 2 * self.cy / h, 0],
+            [0, 0, (far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, 1, 0],
+        ], dtype=dtype)  # fmt: skip
+
+    def clip_from_world(self, near: float = 0.01, far: float = 100.0, dtype=torch.float32) -> torch.Tensor:
+        """4 x 4 for `uhrtex.raster`: pos_clip = (M @ [x, y, z, 1]^T)^T. Flip the raster output's rows."""
+        return (self.projection(near, far) @ self.extrinsics()).to(dtype)
+
+    def project(self, points: torch.Tensor) -> torch.Tensor:
+        """N x 3 world points -> N x 3 (u, v, z): pixel coordinates (corner convention) and camera depth."""
+        p = points.to(torch.float64) @ self.extrinsics()[:3, :3].T + self.extrinsics()[:3, 3]
+        z = p[:, 2]
+        return torch.stack([self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy, z], dim=1)
+
+
+def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 1.0, 0.0)) -> torch.Tensor:
+    """4 x 4 world -> camera (OpenCV axes) for a camera at `eye` looking at `target`; `up` is world up."""
+    eye_t, target_t, up_t = (torch.as_tensor(v, dtype=torch.float64) for v in (eye, target, up))
+    z = target_t - eye_t
+    z = z / z.norm()
+    x = torch.linalg.cross(-up_t, z)  # OpenCV: x = y x z with y pointing down
+    if x.norm() < 1e-12:
+        raise ValueError(f"look_at: up {tuple(up)} is parallel to the viewing direction; pick another up vector")
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    rot = torch.stack([x, y, z])  # rows: camera axes in world coordinates
+    m = torch.eye(4, dtype=torch.float64)
+    m[:3, :3] = rot
+    m[:3, 3] = -rot @ eye_t
+    return m
+
+
+# ---------------------------------------------------------------------------------------------- capture
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """float in [0, 1] -> the store's 16-bit grid, as float32 (what the store reads back, bit for bit)."""
+    return dequantize(to_uint16(x))
+
+
+def to_uint16(x: torch.Tensor) -> torch.Tensor:
+    """float in [0, 1] -> int32 codes 0..65535 (round half to even; clamps)."""
+    return torch.round(x.to(torch.float64).clamp(0, 1) * QUANT_LEVELS).to(torch.int32)
+
+
+def dequantize(codes: torch.Tensor) -> torch.Tensor:
+    """16-bit codes (any int dtype) -> float32 k / 65535. The one place that defines it."""
+    return codes.to(torch.float32) / QUANT_LEVELS
+
+
+@dataclass
+class Capture:
+    """Seven maps (`maps.CAPTURE`, C x H x W float32 in [0, 1]) and metadata (see module doc)."""
+
+    maps: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.maps["image"].shape[-2:]
+        return int(h), int(w)
+
+    @property
+    def key(self) -> str:
+        cam = self.meta.get("camera") or {}
+        return capture_key(str(self.meta.get("subject")), str(self.meta.get("lighting")), str(cam.get("id", "c00")))
+
+    @property
+    def camera(self) -> Camera:
+        return Camera.from_dict(self.meta["camera"])
+
+    def quantized(self) -> "Capture":
+        """A copy on the store's 16-bit grid (what `CaptureStore.read` returns after `write`)."""
+        return Capture({k: quantize(v) for k, v in self.maps.items()}, copy.deepcopy(self.meta))
+
+    def validate(self, name: str | None = None) -> "Capture":
+        """Raise a one-line CaptureError for a missing/extra map, wrong shape/dtype, NaN/Inf, out-of-range value or bad meta."""
+        where = f"capture {name or self.meta.get('subject', '?')}"
+        missing = [n for n in CAPTURE.names if n not in self.maps]
+        if missing:
+            raise CaptureError(f"{where}: missing maps {missing}; a capture has {list(CAPTURE.names)}")
+        extra = sorted(set(self.maps) - set(CAPTURE.names))
+        if extra:
+            raise CaptureError(f"{where}: unknown maps {extra}; a capture has {list(CAPTURE.names)}")
+        size = None
+        for n in CAPTURE.names:
+            m = self.maps[n]
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.float32 or m.dim() != 3:
+                raise CaptureError(f"{where}: map '{n}' must be a float32 C x H x W tensor, got "
+                                   f"{getattr(m, 'dtype', type(m).__name__)} {list(getattr(m, 'shape', []))}")
+            if m.shape[0] != CAPTURE.width(n):
+                raise CaptureError(f"{where}: map '{n}' has {m.shape[0]} channels, expected {CAPTURE.width(n)}")
+            size = size or tuple(m.shape[1:])
+            if tuple(m.shape[1:]) != size:
+                raise CaptureError(f"{where}: map '{n}' is {m.shape[1]}x{m.shape[2]}, the image is {size[0]}x{size[1]}; "
+                                   "all maps must have the same size")
+            if not torch.isfinite(m).all():
+                raise CaptureError(f"{where}: map '{n}' contains NaN or Inf")
+            lo, hi = float(m.min()), float(m.max())
+            if lo < 0 or hi > 1:
+                raise CaptureError(f"{where}: map '{n}' has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
+                                   "encode normals as (n+1)/2 and clamp/tonemap colour")
+        self.validate_meta(where)
+        return self
+
+    def validate_meta(self, where: str = "capture") -> None:
+        missing = [k for k in REQUIRED_META if k not in self.meta]
+        if missing:
+            raise CaptureError(f"{where}: meta lacks {missing}; required: {list(REQUIRED_META)}")
+        if self.meta["renderer"] not in RENDERERS:
+            raise CaptureError(f"{where}: meta renderer {self.meta['renderer']!r} is not one of {list(RENDERERS)}")
+        Camera.from_dict(self.meta["camera"])
+        try:
+            json.dumps(self.meta)
+        except TypeError as e:
+            raise CaptureError(f"{where}: meta is not JSON-serialisable ({e}); use plain lists/numbers/strings") from e
+        self.key  # noqa: B018 - validates the id parts
