@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from uhrtex.seams import gaussian_taps, seam_positions, smooth_seams
+
+
+def seam_ratio(x: torch.Tensor, patch: int) -> float:
+    """Gradient energy on seam lines / on interior lines (1.0 = invisible seams); both axes, all channels."""
+    dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean(dim=(0, 1, 3))  # dy[i]: between rows i and i+1
+    dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean(dim=(0, 1, 2))
+    on = torch.zeros(dy.numel(), dtype=torch.bool)
+    on[[s - 1 for s in seam_positions(x.shape[-2], patch)]] = True
+    return float((dy[on].mean() + dx[on].mean()) / (dy[~on].mean() + dx[~on].mean()))
+
+
+def mosaic(size=256, patch=64, channels=3, seed=0):
+    """Fine noise texture with a random offset per patch: visible seams, like independent HFDR patches."""
+    g = torch.Generator().manual_seed(seed)
+    tex = 0.5 + 0.05 * torch.randn(1, channels, size, size, generator=g)
+    n = size // patch
+    offsets = 0.15 * torch.randn(1, channels, n, n, generator=g)
+    return tex + offsets.repeat_interleave(patch, 2).repeat_interleave(patch, 3)
+
+
+def test_taps_are_normalised_odd_gaussians():
+    t = gaussian_taps(16, 5.0)
+    assert t.numel() == 17 and torch.allclose(t, t.flip(0)) and abs(float(t.sum()) - 1) < 1e-6
+    assert t.argmax() == 8 and t[0] > 0.2 * t[8]  # σ=5 over ±8: a broad kernel
+    assert gaussian_taps(2, 5.0).numel() == 3
+
+
+@pytest.mark.parametrize("feather", [0.0, 1.0])
+def test_smoothing_hides_seams_and_leaves_interiors(feather):
+    x = mosaic()
+    before = seam_ratio(x, 64)
+    y = smooth_seams(x, 64, feather=feather)
+    after = seam_ratio(y, 64)
+    assert before > 5 and after < 0.5 * before and after < 2.0, (before, after)
+    # Only the ±8 px bands change.
+    band = torch.zeros(256, dtype=torch.bool)
+    for s in seam_positions(256, 64):
+        band[s - 8:s + 8] = True
+    outside = ~band[:, None] & ~band[None, :]
+    assert torch.equal(y[..., outside], x[..., outside])
+    assert not torch.equal(y[..., band, :], x[..., band, :])
+
+
+def test_switch_off_constant_and_linear_inputs():
+    x = mosaic()
+    assert torch.equal(smooth_seams(x, 64, band=0), x)
+    c = torch.full((1, 2, 128, 128), 0.3)
+    assert torch.allclose(smooth_seams(c, 32), c, atol=1e-6)
+    # Symmetric normalised kernels reproduce linear ramps exactly (away from the image border).
+    ramp = torch.linspace(0, 1, 128).view(1, 1, 128, 1) * torch.ones(1, 1, 1, 128)
+    assert torch.allclose(smooth_seams(ramp, 32)[..., 16:112, :], ramp[..., 16:112, :], atol=1e-5)
+
+
+def test_anisotropy_keeps_detail_along_the_seam():
+    # Stripes that vary along a horizontal seam (period 8 px) survive; a step across it does not.
+    cols = torch.arange(128.0)
+    stripes = 0.5 + 0.2 * torch.cos(2 * torch.pi * cols / 8).view(1, 1, 1, -1).expand(1, 1, 128, 128)
+    y = smooth_seams(stripes.clone(), (64, 1024))  # only the horizontal seam at row 64
+    amp = (y[0, 0, 64] - 0.5).abs().max()
+    assert amp > 0.75 * 0.2
+    step = torch.zeros(1, 1, 128, 128)
+    step[..., 64:, :] = 1.0
+    z = smooth_seams(step, (64, 1024))
+    assert float((z[0, 0, 64] - z[0, 0, 63]).abs().max()) < 0.15
+
+
+def test_shapes_inplace_and_errors():
+    x = mosaic(size=128, patch=32)
+    y = smooth_seams(x[0], 32)
+    assert y.shape == x[0].shape and not torch.equal(y, x[0])
+    x2 = x.clone()
+    out = smooth_seams(x2, 32, inplace=True)
+    assert out.data_ptr() == x2.data_ptr() and not torch.equal(x2, x)
+    with pytest.raises(ValueError, match="feather"):
+        smooth_seams(x, 32, feather=2.0)
+    with pytest.raises(ValueError, match="expects"):
+        smooth_seams(x[0, 0], 32)
