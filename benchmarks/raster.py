@@ -3,7 +3,8 @@
     python benchmarks/raster.py [--res 512 2048] [--repeats 3] [--threads N]
 
 Per resolution: rasterize, interpolate (uv + derivatives), texture (1024^2, linear-mipmap-linear),
-antialias, each the median of `repeats` runs, in milliseconds; plus peak RSS of the process.
+antialias, each the median of `repeats` runs, in wall-clock milliseconds; plus peak RSS of the
+process and the 1-minute load average (timings on a shared machine are only as good as it is idle).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import time
@@ -73,7 +75,8 @@ def main() -> None:
         coverage = float((rast[..., 3] > 0).float().mean())
         results.append(dict(res=res, coverage=round(coverage, 3), rasterize_ms=t_rast, interpolate_ms=t_interp, texture_ms=t_tex, antialias_ms=t_aa))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(backend="torch", device="cpu", threads=torch.get_num_threads(), tris=faces.shape[0], results=results, peak_rss_mb=round(peak_mb))))
+    summary = dict(backend="torch", device="cpu", threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
+    print(json.dumps(dict(summary, tris=faces.shape[0], results=results, peak_rss_mb=round(peak_mb))))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import pytest
@@ -10,6 +11,17 @@ import torch
 from uhrtex.backends import BackendUnavailable
 from uhrtex.raster import Renderer
 from uhrtex.raster import torch_backend as tb
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: a second intra-op thread only adds sync cost (a lot on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 KAT_POS = torch.tensor([[[-0.9, -0.9, 0.5, 1.0], [0.8, -0.9, 0.5, 1.0], [-0.9, 0.8, 0.5, 1.0]]])
 ONE_TRI = torch.tensor([[0, 1, 2]], dtype=torch.int32)
@@ -382,7 +394,16 @@ def test_renderer_backend_choice_and_lazy_import():
         assert Renderer(backend="auto", device="cpu").backend == "torch"
     with pytest.raises(BackendUnavailable, match="nvdiffrast"):
         Renderer(backend="nvdiffrast", device="cpu")
-    assert "nvdiffrast.torch" not in sys.modules
+
+
+
+def test_torch_backend_never_imports_nvdiffrast(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nvdiffrast", None)  # any import of it now raises ImportError
+    monkeypatch.setitem(sys.modules, "nvdiffrast.torch", None)
+    import uhrtex.raster as raster
+
+    importlib.reload(raster)
+    raster.Renderer(backend="torch").rasterize(KAT_POS, ONE_TRI, (4, 4))
 
 
 def test_bad_inputs_raise_one_line_value_errors():

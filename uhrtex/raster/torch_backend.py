@@ -7,12 +7,18 @@ Conventions (nvdiffrast's): pixel (px, py) has its center at X = (2px+1)/W - 1, 
 so row 0 is the bottom (Y = -1). `rast[..., :4] = (u, v, z/w, triangle_id + 1)`; u weights
 tri[:, 0], v weights tri[:, 1], 1-u-v weights tri[:, 2]; empty pixels are all zero.
 
-Where this differs from nvdiffrast (all at the level of single edge pixels):
-- Coverage uses the exact (unsnapped) perspective edge functions, inclusive on edges, instead
-  of vertices snapped to 1/16 px; ties in z/w go to the lower triangle index.
-- Clipping to -w <= z <= w is done per pixel: a pixel is covered when its ray hits the triangle
-  at a point with -w <= z <= w. That is the coverage of the clipped polygon, so triangles that
-  cross the near or far plane render partially, with their unclipped perspective barycentrics.
+How rasterize works: the C1 quantities A_0, A_1, A_2, sum z_i A_i and sum w_i A_i are linear in
+(X, Y) for each triangle, so for every pixel row the covered columns are an exact interval
+(float64). Covered pixels become (pixel, triangle) depth candidates, reduced with
+scatter_reduce("amin") on a (z/w, triangle) key, in chunks; the winners' u, v, z/w and rast_db
+are then evaluated in float64 (differentiably in pos) and rounded once.
+
+Where this can differ from nvdiffrast (single pixels on edges only):
+- Coverage is exact and inclusive on edges instead of using vertices snapped to 1/16 px;
+  neighbouring triangles still never leave a gap. Ties in z/w go to the lower triangle index.
+- Clipping to -w <= z <= w is per pixel: a pixel is covered when its ray meets the triangle
+  at a point with -w <= z <= w, i.e. exactly the coverage of the clipped polygon. Triangles that
+  cross the near or far plane (or w = 0) render partially, with their perspective barycentrics.
 - antialias follows C4; which silhouette edge and which pixel get the blend are reconstructed
   from the spec's description (see `antialias`).
 """
@@ -29,7 +35,7 @@ import torch.nn.functional as F
 # a chunk peaks near 300 MB: 20k triangles at 4096^2 fit in a few GB on CPU.
 CANDIDATE_BUDGET = 1 << 21
 # Pixels per chunk in passes that need no autograd graph (the graph would keep every chunk anyway).
-PIXEL_CHUNK = 1 << 21
+PIXEL_CHUNK = 1 << 20
 
 _NO_HIT = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
@@ -254,6 +260,11 @@ def _rasterize_ids(v, batch, H, W, B, budget):
     return best
 
 
+def _sum3(x: torch.Tensor) -> torch.Tensor:
+    """x[:, 0] + x[:, 1] + x[:, 2] as [n, 1] (explicit adds: small-axis sums are slow on CPU)."""
+    return x[:, 0:1] + x[:, 1:2] + x[:, 2:3]
+
+
 def _barycentrics(forms, X, Y, H, W):
     """C1 outputs for covered pixels from their triangle's linear forms.
 
@@ -262,17 +273,14 @@ def _barycentrics(forms, X, Y, H, W):
     """
     c, a, b = forms.unbind(1)  # [n, 5] each
     vals = torch.addcmul(torch.addcmul(c, a, X[:, None]), b, Y[:, None])
-    def sum3(x):  # A_0 + A_1 + A_2 (explicit adds: small-axis reductions are slow on CPU)
-        return x[:, 0:1] + x[:, 1:2] + x[:, 2:3]
-
-    S = sum3(vals)
+    S = _sum3(vals)
     raw = vals[:, :2] / S  # unclamped (u, v)
     uv = raw.clamp(0, 1)
     uv = uv / (uv[:, 0:1] + uv[:, 1:2]).clamp_min(1)  # u + v > 1: divide both by u + v
     zw = (vals[:, 3:4] / vals[:, 4:5]).detach().clamp(-1, 1)
     # d/dX of A_i is a_i (per NDC unit); per pixel that is times 2/W (2/H for Y)
-    dX = (a[:, :2] - raw * sum3(a)) * ((2 / W) / S)
-    dY = (b[:, :2] - raw * sum3(b)) * ((2 / H) / S)
+    dX = (a[:, :2] - raw * _sum3(a)) * ((2 / W) / S)
+    dY = (b[:, :2] - raw * _sum3(b)) * ((2 / H) / S)
     return torch.cat([uv, zw], 1), torch.stack([dX, dY], -1).reshape(-1, 4)  # (du/dX, du/dY, dv/dX, dv/dY)
 
 
@@ -280,8 +288,8 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     """nvdiffrast.rasterize without the context: returns (rast, rast_db), each [B,H,W,4].
 
     pos: [B,V,4] clip-space positions (instanced), or [V,4] with `ranges` [B,2] = (first triangle,
-    count) per image. Covered pixels are found per chunk of (pixel, triangle) candidates from
-    clipped bounding boxes; barycentrics of the winners are then recomputed differentiably.
+    count) per image; ids stay global triangle indices. tri: int32/int64 [T,3], either winding.
+    `candidate_budget` bounds the (pixel, triangle) pairs held at once (memory, not results).
     """
     _check_tri(tri)
     try:
@@ -310,8 +318,7 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     best = _rasterize_ids(corners.detach(), batch, H, W, B, int(candidate_budget))
     pix = (best != _NO_HIT).nonzero().flatten()
     item = best[pix] & _LOW32
-    # Outputs are evaluated in float64 (products of float32 inputs are exact there) and rounded
-    # once, so they sit within float32 rounding of the exact C1 values.
+    # Evaluated in float64 and rounded once, so outputs sit within float32 rounding of exact C1.
     X = (2 * (pix % W) + 1).double() / W - 1
     Y = (2 * torch.div(pix % (H * W), W, rounding_mode="floor") + 1).double() / H - 1
     ids = (tri_id + 1).to(pos.dtype)
@@ -585,7 +592,14 @@ def construct_topology(tri: torch.Tensor) -> torch.Tensor:
     return result.view(T, 3)
 
 
+def _side(lines, px, py):
+    """Sign of each edge line (c, ex, ey) at points (px, py)."""
+    return torch.sign(lines[..., 0] + lines[..., 1] * px + lines[..., 2] * py)
+
+
 class _ScaleGrad(torch.autograd.Function):
+    """Identity whose backward multiplies the gradient by k (antialias's pos_gradient_boost)."""
+
     @staticmethod
     def forward(ctx, x, k):
         ctx.k = k
@@ -625,21 +639,19 @@ def antialias(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0)
     # edge e running from corner e to corner e+1 (f_e > 0 on its left).
     T, n_img = tri.shape[0], (pos.shape[0] if pos.dim() == 3 else 1)
     flat_pos = pos.reshape(-1, 4)
-    vrows = (torch.arange(n_img, device=pos.device)[:, None, None] * (V if pos.dim() == 3 else 0) + tri).reshape(-1, 3)
-    corners = flat_pos.index_select(0, vrows.flatten()).view(-1, 3, 4)
-    w = corners[..., 3]
-    sx, sy = (corners[..., 0] / w + 1) * (W / 2) - 0.5, (corners[..., 1] / w + 1) * (H / 2) - 0.5
+    image_base = torch.arange(n_img, device=pos.device)[:, None, None] * (V if pos.dim() == 3 else 0)
+
+    def project(vertex_ids):  # [T,3] vertex indices -> pixel coordinates per item, [I,3] each
+        v = flat_pos.index_select(0, (image_base + vertex_ids).flatten()).view(-1, 3, 4)
+        return (v[..., 0] / v[..., 3] + 1) * (W / 2) - 0.5, (v[..., 1] / v[..., 3] + 1) * (H / 2) - 0.5, v[..., 3]
+
+    sx, sy, w = project(tri)
     ex, ey = sy - sy.roll(-1, 1), sx.roll(-1, 1) - sx
     lines = torch.stack([-(ex * sx + ey * sy), ex, ey], -1)  # [I, 3 edges, (c, ex, ey)]
     with torch.no_grad():
-        def side_of(px, py):
-            return torch.sign(lines[..., 0] + lines[..., 1] * px + lines[..., 2] * py)
-
-        inside = side_of(sx.roll(-2, 1), sy.roll(-2, 1))  # the own far corner's side of each edge
-        topo_rows = (torch.arange(n_img, device=pos.device)[:, None, None] * (V if pos.dim() == 3 else 0) + topo.clamp_min(0)).reshape(-1, 3)
-        far = flat_pos.index_select(0, topo_rows.flatten()).view(-1, 3, 4)
-        far_side = side_of((far[..., 0] / far[..., 3] + 1) * (W / 2) - 0.5, (far[..., 1] / far[..., 3] + 1) * (H / 2) - 0.5)
-        silhouette = (topo.repeat(n_img, 1) < 0) | (far_side == inside)  # no neighbour, or it folds over
+        inside = _side(lines, sx.roll(-2, 1), sy.roll(-2, 1))  # where the own far corner lies
+        far_x, far_y, _ = project(topo.clamp_min(0))
+        silhouette = (topo.repeat(n_img, 1) < 0) | (_side(lines, far_x, far_y) == inside)  # no neighbour, or it folds over
         usable = (w > 0).all(1)  # the projection of a triangle reaching behind the eye is meaningless
 
     ids = rast[..., 3].detach().round().long()
