@@ -1,0 +1,3 @@
+"""Network building blocks."""
+
+from uhrtex.networks.hash_encoding import HashGridConfig, HashGridEncoding  # noqa: F401
