@@ -1,0 +1,85 @@
+"""Per-map evaluation of texture predictions: one dict of metrics per sample.
+
+Keys are `<map>/<metric>` with map in `maps.TEXTURE` (albedo, micronormal, specular) and metric in
+`ssim psnr <perceptual key> angle seam`:
+* `ssim`, `psnr`: masked (see `uhrtex.metrics.image`);
+* `lpips` or `stlpips`: the perceptual distance chosen by `perceptual=auto|lpips|stlpips|none`;
+* `angle`: mean angular error in degrees (micronormal only);
+* `seam`: the seam metric of the *prediction* (only when `patch` is given; see `uhrtex.metrics.seam`).
+The same function serves image space and UV space: the caller passes the maps and the region of that space.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import torch
+
+from uhrtex.maps import TEXTURE
+from uhrtex.metrics.image import angular_error, psnr, ssim
+from uhrtex.metrics.perceptual import build_perceptual, perceptual_distance
+from uhrtex.metrics.seam import seam_metric
+
+
+class Evaluator:
+    """Holds the (lazily built) perceptual network; call it on B x 7 x H x W prediction/target + B x 1 x H x W mask."""
+
+    def __init__(self, perceptual: str | None = "auto", tile: int = 1024, maps: Iterable[str] = TEXTURE.names,
+                 device: str | torch.device = "cpu"):
+        self.kind = None if perceptual in (None, "none", "off") else perceptual
+        self.tile = tile
+        self.maps = tuple(maps)
+        self.device = torch.device(device)
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None and self.kind is not None:
+            self._model = build_perceptual(self.kind).to(self.device)
+        return self._model
+
+    @property
+    def perceptual_key(self) -> str | None:
+        return None if self.kind is None else self.model.key
+
+    @property
+    def perceptual_name(self) -> str | None:
+        return None if self.kind is None else self.model.name
+
+    def tiled(self, size: int) -> bool:
+        return self.kind is not None and size > self.tile
+
+    @torch.no_grad()
+    def __call__(self, pred: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor | Mapping[str, torch.Tensor],
+                 mask: torch.Tensor | None = None, patch: int | None = None) -> list[dict[str, float]]:
+        p = TEXTURE.split(pred) if isinstance(pred, torch.Tensor) else pred
+        t = TEXTURE.split(target) if isinstance(target, torch.Tensor) else target
+        cols: dict[str, torch.Tensor] = {}
+        for name in self.maps:
+            a, b = p[name].detach().float().cpu(), t[name].detach().float().cpu()
+            cols[f"{name}/ssim"] = ssim(a, b, mask)
+            cols[f"{name}/psnr"] = psnr(a, b, mask)
+            if self.kind is not None:
+                cols[f"{name}/{self.perceptual_key}"] = perceptual_distance(self.model, a, b, mask, tile=self.tile)
+            if name == "micronormal":
+                cols[f"{name}/angle"] = angular_error(a, b, mask)
+            if patch:
+                cols[f"{name}/seam"] = seam_metric(a, patch, mask)
+        n = next(iter(cols.values())).shape[0]
+        return [{k: float(v[i]) for k, v in cols.items()} for i in range(n)]
+
+
+def mean_std(rows: list[Mapping[str, float]]) -> dict[str, tuple[float, float, int]]:
+    """Column-wise (mean, sample std, count) over rows, ignoring NaN; +inf (perfect PSNR) propagates."""
+    keys = sorted({k for r in rows for k in r})
+    out = {}
+    for k in keys:
+        vals = [float(r[k]) for r in rows if k in r and not math.isnan(float(r[k]))]
+        if not vals:
+            out[k] = (math.nan, math.nan, 0)
+            continue
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 and math.isfinite(mean) else 0.0
+        out[k] = (mean, std, len(vals))
+    return out
