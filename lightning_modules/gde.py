@@ -1,0 +1,98 @@
+"""Stage 1b: the Global Distribution Extractor with its facial hash encoding, trained jointly (paper §3.3).
+
+Input at the global size: image ⊕ uv ⊕ normal ⊕ hash(uv) -> 7-channel guide (maps.TEXTURE); loss
+L1 + 1·Laplacian. uv/normal are the frozen UV&Normal predictor's outputs (as in the paper), read from
+the Stage-1 cache built from `uv_normal_ckpt`; `use_gt_geometry=true` uses the captures' own uv/normal
+instead (ablations, smoke tests). `hash_encoding.enabled=false` is the no-hash ablation (8-ch input).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from lightning_modules.base import CHECKPOINT_KEY, StageModule
+from lightning_modules.images import log_panel
+from lightning_modules.loading import attach_stage1, check_hash_match, upstream_record
+from uhrtex import maps
+from uhrtex.losses import l1_laplacian
+from uhrtex.networks.hash_encoding import HashGridEncoding
+from uhrtex.networks.stages import gde_input_layout
+from uhrtex.stage1 import gde_input
+
+
+def make_hash_encoder(hash_encoding: dict[str, Any] | None) -> HashGridEncoding | None:
+    cfg = dict(hash_encoding or {})
+    if not cfg.get("enabled", True):
+        return None
+    backend = cfg.get("backend", "auto")
+    # tcnn needs its tensors on CUDA from the start; the torch backend is device-agnostic.
+    device = "cuda" if backend != "torch" and torch.cuda.is_available() else None
+    return HashGridEncoding(cfg.get("config"), backend=backend, device=device)
+
+
+def geometry_of(batch: dict[str, torch.Tensor], use_gt: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uv, normal) a downstream network sees: ground truth, or the cached Stage-1 prediction."""
+    if use_gt:
+        return batch["uv"], batch["normal"]
+    if "uv_pred" not in batch:
+        raise KeyError("batch has no Stage-1 'uv_pred'; set model.uv_normal_ckpt=... or model.use_gt_geometry=true")
+    return batch["uv_pred"], batch["normal_pred"]
+
+
+class GDEModule(StageModule):
+    stage = "gde"
+
+    def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
+                 hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False,
+                 use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None):
+        super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
+        self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
+        self.hash_encoder = make_hash_encoder(hash_encoding)  # trained jointly: its params are in self.parameters()
+        hash_channels = self.hash_encoder.n_output_dims if self.hash_encoder is not None else 0
+        self.net = net(hash_channels=hash_channels) if not isinstance(net, nn.Module) else net
+        expected = gde_input_layout(hash_channels).channels
+        if self.net.in_channels != expected:
+            raise ValueError(f"GDE net takes {self.net.in_channels} channels but image ⊕ uv ⊕ normal ⊕ hash is "
+                             f"{expected}; build it with build_gde(hash_channels={hash_channels})")
+        self.upstream: dict = {}
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.use_gt_geometry:
+            return
+        if not self.hparams.uv_normal_ckpt:
+            raise ValueError("GDE trains on predicted uv/normal: set model.uv_normal_ckpt=<uv_normal run>/checkpoints/"
+                             "last.ckpt (or model.use_gt_geometry=true for ground-truth geometry)")
+        attach_stage1(self, self.hparams.uv_normal_ckpt, None, self.hparams.cache)
+        self.upstream = {"uv_normal": upstream_record(self.hparams.uv_normal_ckpt)}
+
+    def predict_batch(self, batch):
+        uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
+        return self.net(gde_input(batch["image"], uv, normal, self.hash_encoder))
+
+    def loss_terms(self, pred, batch):
+        mask = batch["mask"] if self.hparams.masked_loss else None
+        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
+
+    def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream
+
+    def on_load_checkpoint(self, checkpoint):
+        super().on_load_checkpoint(checkpoint)
+        check_hash_match(checkpoint.get("state_dict", {}), self.hash_encoder is not None, "the GDE checkpoint")
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            log_panel(self, "val/panel", texture_columns(batch, outputs))
+
+
+def texture_columns(batch: dict[str, torch.Tensor], pred: torch.Tensor) -> dict[str, torch.Tensor]:
+    """image, then GT/pred pairs of albedo, micronormal, specular."""
+    cols = {"image": batch["image"]}
+    for name, p in maps.TEXTURE.split(pred).items():
+        cols[name] = batch[name]
+        cols[f"{name}_pred"] = p
+    return cols

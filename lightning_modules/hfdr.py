@@ -1,0 +1,75 @@
+"""Stage 2: the High-Frequency Detail Refiner (paper §3.4), trained with the GDE frozen.
+
+Input per full-res patch: image ⊕ upsampled uv/normal crops (8 ch); the GDE guide crop (7 ch, resampled
+onto the patch pixels) joins after hidden layer 17; output 7 ch; loss L1 + 2·Laplacian. The GDE never
+trains here (paper: joint training hurts): its guides come precomputed from the Stage-1 cache, built
+from `gde_ckpt` (+ `uv_normal_ckpt`, defaulting to the one the GDE was trained on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from lightning_modules.base import CHECKPOINT_KEY, StageModule
+from lightning_modules.gde import geometry_of, texture_columns
+from lightning_modules.images import log_panel
+from lightning_modules.loading import CheckpointError, attach_stage1, read_checkpoint, upstream_record
+from uhrtex import maps
+from uhrtex.losses import l1_laplacian
+from uhrtex.stage1 import GUIDE_KEY, hfdr_input
+
+
+def gde_upstream_uv_normal(gde_ckpt: str) -> str | None:
+    """The UV&Normal checkpoint a GDE checkpoint was trained on, if it still exists unchanged."""
+    record = read_checkpoint(gde_ckpt, "model.gde_ckpt").get(CHECKPOINT_KEY, {}).get("upstream", {}).get("uv_normal")
+    if not record:
+        return None
+    if not Path(record["path"]).is_file():
+        raise CheckpointError(f"model.gde_ckpt was trained on uv_normal checkpoint {record['path']}, which is gone; "
+                              f"pass model.uv_normal_ckpt=... explicitly")
+    return record["path"]
+
+
+class HFDRModule(StageModule):
+    stage = "hfdr"
+
+    def __init__(self, net: nn.Module, optimizer, scheduler=None, monitor: str = "val/loss",
+                 laplacian_weight: float = 2.0, masked_loss: bool = False, use_gt_geometry: bool = False,
+                 gde_ckpt: str | None = None, uv_normal_ckpt: str | None = None, cache: dict | None = None):
+        super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
+        self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.upstream: dict = {}
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if not hp.gde_ckpt:
+            raise ValueError("HFDR needs the frozen GDE's guides: set model.gde_ckpt=<gde run>/checkpoints/last.ckpt")
+        uv_normal = None
+        if not hp.use_gt_geometry:
+            uv_normal = hp.uv_normal_ckpt or gde_upstream_uv_normal(hp.gde_ckpt)
+            if not uv_normal:
+                raise ValueError("HFDR on predicted geometry needs model.uv_normal_ckpt=... (the GDE checkpoint does "
+                                 "not name one), or set model.use_gt_geometry=true")
+        attach_stage1(self, uv_normal, hp.gde_ckpt, hp.cache)
+        self.upstream = {"gde": upstream_record(hp.gde_ckpt), "uv_normal": upstream_record(uv_normal)}
+
+    def predict_batch(self, batch):
+        uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
+        return self.net(hfdr_input(batch["image"], uv, normal), batch[GUIDE_KEY])
+
+    def loss_terms(self, pred, batch):
+        mask = batch["mask"] if self.hparams.masked_loss else None
+        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
+
+    def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            cols = texture_columns(batch, outputs)
+            cols["guide_albedo"] = maps.TEXTURE.split(batch[GUIDE_KEY])["albedo"]
+            log_panel(self, "val/panel", cols)

@@ -1,0 +1,147 @@
+"""The three stage networks (layer counts, channels, guide injection) and loading stage checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lightning_modules.loading import CheckpointError, load_stage
+from tests.helpers.stage_ckpts import build_module, save_stage_checkpoint
+from uhrtex import maps
+from uhrtex.networks.budget import training_bytes
+from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
+from uhrtex.networks.unet import ConvBlock
+from uhrtex.stage1 import Stage1, gde_input, hfdr_input, split_uv_normal
+
+
+def test_gde_has_12_hidden_layers_and_16_to_7_channels():
+    net = build_gde(widths=(4, 8, 16), hash_channels=8)
+    assert net.n_hidden == 12 == sum(isinstance(m, ConvBlock) for m in net.modules())
+    assert (net.in_channels, net.out_channels) == (16, 7)
+    assert net(torch.rand(1, 16, 16, 16)).shape == (1, 7, 16, 16)
+    nohash = build_gde(widths=(4, 8, 16), hash_channels=0)
+    assert (nohash.in_channels, nohash.n_hidden) == (8, 12)
+    # same network apart from the first conv's input channels
+    shapes = lambda n: [tuple(p.shape) for p in n.parameters()]  # noqa: E731
+    assert shapes(net)[1:] == shapes(nohash)[1:] and shapes(net)[0] != shapes(nohash)[0]
+
+
+def test_hfdr_injects_the_guide_after_hidden_layer_17():
+    net = build_hfdr(widths=(4, 8, 16, 32))
+    assert net.n_hidden == 17 and net.guide_layer == 17
+    assert (net.in_channels, net.out_channels, net.guide_channels) == (8, 7, 7)
+    assert net.head.in_channels == 4 + 7  # last hidden layer's width ⊕ the guide
+    x, g = torch.rand(2, 8, 32, 32), torch.rand(2, 7, 8, 8)  # a low-res guide is resized to the patch
+    torch.manual_seed(0)
+    y = net(x, g)
+    assert y.shape == (2, 7, 32, 32)
+    assert not torch.allclose(y, net(x, torch.rand_like(g)))  # the guide changes the output
+    with pytest.raises(ValueError, match="guide"):
+        net(x)
+
+
+def test_uv_normal_predicts_uv_normal_and_mask():
+    net = build_uv_normal(widths=(4, 8, 8, 8, 8))
+    out = net(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 6, 32, 32)
+    parts = split_uv_normal(out)
+    assert parts["uv_pred"].shape[1] == 2 and parts["normal_pred"].shape[1] == 3 and parts["mask_pred"].shape[1] == 1
+    assert torch.allclose(parts["uv_pred"], out[:, :2] * out[:, 5:6])  # geometry is masked by the predicted mask
+    assert build_uv_normal(widths=(4, 8), predict_mask=False).out_channels == 5
+
+
+def test_input_builders_follow_the_layouts():
+    img, uv, nrm = torch.rand(1, 3, 8, 8), torch.rand(1, 2, 8, 8), torch.rand(1, 3, 8, 8)
+    x = hfdr_input(img, uv, nrm)
+    assert torch.equal(x, torch.cat([img, uv, nrm], 1))
+    enc = lambda u: torch.full((u.shape[0], 8, *u.shape[-2:]), 7.0)  # noqa: E731
+    assert gde_input(img, uv, nrm, enc).shape[1] == 16 and torch.equal(gde_input(img, uv, nrm, None), x)
+
+
+def test_stage1_chains_the_networks_at_the_global_size():
+    torch.manual_seed(0)
+    from uhrtex.networks.hash_encoding import HashGridEncoding
+
+    s1 = Stage1(build_uv_normal(widths=(4, 8, 8, 8, 8)), build_gde(widths=(4, 8, 8)), HashGridEncoding(backend="torch"),
+                global_size=32)
+    out = s1(torch.rand(2, 3, 128, 128))
+    assert set(out) == {"uv_pred", "normal_pred", "mask_pred", "guide"}
+    assert all(v.shape[-2:] == (32, 32) for v in out.values()) and out["guide"].shape[1] == 7
+    assert not any(p.requires_grad for p in s1.parameters())
+
+
+def test_paper_preset_fits_a_24gb_gpu_with_the_documented_batches():
+    """docs/training.md: width 32; global batch 4 (uv_normal, gde at 1024²), patch batch 16 (hfdr at 512²)."""
+    G = 2**30
+    meta = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    uvn = training_bytes(build_uv_normal(), meta(4, 3, 1024, 1024))["total"]
+    gde = training_bytes(build_gde(), meta(4, 16, 1024, 1024))["total"]
+    hfdr = training_bytes(build_hfdr(), meta(16, 8, 512, 512), meta(16, 7, 512, 512))["total"]
+    for name, b in (("uv_normal", uvn), ("gde", gde), ("hfdr", hfdr)):
+        assert b < 0.75 * 24 * G, f"{name} needs ~{b / G:.1f} GiB for a training step"
+
+
+# --- stage checkpoints ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    return {name: save_stage_checkpoint(stage, root / f"{name}.ckpt", overrides)
+            for name, stage, overrides in (("uv_normal", "uv_normal", []), ("gde", "gde", []),
+                                           ("gde_nohash", "gde", ["model.hash_encoding.enabled=false"]))}
+
+
+def test_load_stage_rebuilds_a_module_from_its_file_alone(ckpts):
+    gde = load_stage(ckpts["gde"], "gde", hash_enabled=True)
+    ref = torch.load(ckpts["gde"], weights_only=False)["state_dict"]
+    assert all(torch.equal(v, ref[k]) for k, v in gde.state_dict().items() if isinstance(v, torch.Tensor))
+    assert gde.hash_encoder is not None and not gde.training
+    assert load_stage(ckpts["gde_nohash"], "gde").hash_encoder is None
+
+
+def _one_line(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_wrong_stage_is_a_one_line_error(ckpts):
+    with pytest.raises(CheckpointError) as e:
+        load_stage(ckpts["uv_normal"], "gde")
+    assert "written by stage 'uv_normal', expected 'gde'" in _one_line(e)
+
+
+def test_hash_mismatch_is_a_one_line_error_both_ways(ckpts):
+    with pytest.raises(CheckpointError) as e:
+        load_stage(ckpts["gde_nohash"], "gde", hash_enabled=True)
+    assert "has no hash encoder" in _one_line(e) and "model.hash_encoding.enabled=false" in str(e.value)
+    with pytest.raises(CheckpointError) as e:
+        load_stage(ckpts["gde"], "gde", hash_enabled=False)
+    assert "has a hash encoder" in _one_line(e)
+
+
+def test_resuming_a_gde_with_the_other_hash_setting_fails_in_one_line(ckpts):
+    module = build_module("gde", ["model.hash_encoding.enabled=true"])
+    ckpt = torch.load(ckpts["gde_nohash"], weights_only=False)
+    with pytest.raises(CheckpointError) as e:
+        module.on_load_checkpoint(ckpt)
+    assert "has no hash encoder" in _one_line(e)
+    with pytest.raises(ValueError) as e:  # the base class' wrong-stage check on resume
+        module.on_load_checkpoint(torch.load(ckpts["uv_normal"], weights_only=False))
+    assert "stage 'uv_normal'" in _one_line(e)
+
+
+def test_missing_or_foreign_files_are_one_line_errors(ckpts, tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        load_stage(tmp_path / "nope.ckpt", "uv_normal")
+    assert "no checkpoint file" in _one_line(e)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as e:
+        load_stage(tmp_path / "junk.ckpt", "uv_normal")
+    assert "not a readable checkpoint" in _one_line(e)
+    torch.save({"state_dict": {}}, tmp_path / "untagged.ckpt")
+    with pytest.raises(CheckpointError) as e:
+        load_stage(tmp_path / "untagged.ckpt", "gde")
+    assert "no uhrtex stage tag" in _one_line(e)

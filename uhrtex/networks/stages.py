@@ -1,0 +1,52 @@
+"""The three trained networks of the method, built on `UNet`, and their channel layouts.
+
+Paper-preset defaults (width = 32, checked to fit a 24 GB GPU by `uhrtex.networks.budget`):
+* UV&Normal predictor: image(3) -> uv(2) ⊕ normal(3) ⊕ mask(1). The paper predicts 5 channels; we add
+  a face-mask channel because unwrapping and the mesh-free splat need to know which pixels are face on
+  wild photos (paper §3.2 leaves this implicit). 5 levels, widths w·(1, 2, 4, 8, 8), 2 enc + 2 dec blocks
+  (18 hidden layers): the deepest features see ~1/4 of the 1024² frame, enough context to place UVs.
+* GDE: image(3) ⊕ uv(2) ⊕ normal(3) ⊕ hash(uv)(8) = 16 -> 7 (albedo, micronormal, specular guide).
+  3 levels, widths w·(1, 2, 4), 2 enc + 3 dec blocks = the paper's 12 hidden layers. Without hash
+  encoding (ablation) the input is 8 channels and the network is otherwise the same.
+* HFDR: image patch(3) ⊕ upsampled uv(2) ⊕ normal(3) = 8 -> 7, with the 7-channel guide crop
+  concatenated after hidden layer 17 (the last one, "just before the output head"): 4 levels,
+  widths w·(1, 2, 4, 8), 2 enc + 3 dec blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from uhrtex import maps
+from uhrtex.maps import Layout
+from uhrtex.networks.unet import UNet
+
+# Output of the UV&Normal predictor: geometry then the face mask.
+UV_NORMAL_OUTPUT = Layout(maps.GEOMETRY.groups + maps.MASK.groups)
+# Input of HFDR (and the GDE's input without its hash channels).
+GEOMETRY_INPUT = Layout(maps.IMAGE.groups + maps.GEOMETRY.groups)
+
+
+def gde_input_layout(hash_channels: int) -> Layout:
+    """image ⊕ uv ⊕ normal ⊕ hash(uv); no hash group when hash_channels == 0."""
+    return Layout(GEOMETRY_INPUT.groups + ((("hash", hash_channels),) if hash_channels else ()))
+
+
+def build_uv_normal(widths: Sequence[int] = (32, 64, 128, 256, 256), enc_blocks: int = 2, dec_blocks: int = 2,
+                    norm: str = "group", act: str = "silu", predict_mask: bool = True) -> UNet:
+    out = UV_NORMAL_OUTPUT.channels if predict_mask else maps.GEOMETRY.channels
+    return UNet(maps.IMAGE.channels, out, widths, enc_blocks, dec_blocks, norm, act, out_activation="sigmoid")
+
+
+def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc_blocks: int = 2, dec_blocks: int = 3,
+              norm: str = "group", act: str = "silu") -> UNet:
+    """Paper: 12 hidden layers (3 levels, 2 enc + 3 dec). `hash_channels` = L·F of the encoder, 0 without one."""
+    return UNet(gde_input_layout(hash_channels).channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks,
+                norm, act, out_activation="sigmoid")
+
+
+def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
+               norm: str = "group", act: str = "silu", guide_layer: int | None = None) -> UNet:
+    """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last)."""
+    return UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
+                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer, out_activation="sigmoid")

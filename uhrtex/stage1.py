@@ -1,0 +1,103 @@
+"""Stage 1 (paper §3.3) in plain torch: downsample -> UV&Normal predictor -> hash(uv) -> GDE -> guide.
+
+`gde_input` and `hfdr_input` are the one place that builds each network's input, shared by training
+(LightningModules) and inference (`Stage1`, the Reconstructor), so the two cannot drift apart.
+
+Predicted uv/normal are multiplied by the predicted (soft) mask: the captures' uv/normal are 0 off the
+face, so downstream networks see the same kind of input whether it came from a capture or a prediction.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uhrtex import maps
+from uhrtex.networks.stages import GEOMETRY_INPUT, UV_NORMAL_OUTPUT
+
+# Names of Stage-1 outputs (docs/contracts.md: the Stage-1 reader's keys).
+GEOMETRY_KEYS = ("uv_pred", "normal_pred", "mask_pred")
+GUIDE_KEY = "guide"
+
+
+def downsample(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Area downsampling to size×size (what the capture store's global pyramid does)."""
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.interpolate(image, size=(size, size), mode="area")
+
+
+def uv_normal_parts(out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Raw UV&Normal predictor output -> {"uv", "normal"} (+ "mask" for the 6-channel predictor)."""
+    layout = UV_NORMAL_OUTPUT if out.shape[1] == UV_NORMAL_OUTPUT.channels else maps.GEOMETRY
+    return layout.split(out)
+
+
+def split_uv_normal(out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """UV&Normal predictor output -> {"uv_pred", "normal_pred", "mask_pred"}, geometry masked by the mask.
+
+    A 5-channel predictor (the paper's) has no mask: everything counts as face.
+    """
+    parts = uv_normal_parts(out)
+    mask = parts.get("mask")
+    if mask is None:
+        mask = torch.ones_like(out[:, :1])
+    return {"uv_pred": parts["uv"] * mask, "normal_pred": parts["normal"] * mask, "mask_pred": mask}
+
+
+def gde_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor,
+              hash_encoder: nn.Module | None) -> torch.Tensor:
+    """image ⊕ uv ⊕ normal ⊕ hash(uv) (no hash channels when hash_encoder is None)."""
+    groups = {"image": image, "uv": uv, "normal": normal}
+    x = GEOMETRY_INPUT.cat(groups)
+    if hash_encoder is None:
+        return x
+    return torch.cat([x, hash_encoder(uv).to(x.dtype)], dim=1)
+
+
+def hfdr_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """Full-res patch ⊕ upsampled uv/normal crops."""
+    return GEOMETRY_INPUT.cat({"image": image, "uv": uv, "normal": normal})
+
+
+class Stage1(nn.Module):
+    """Frozen-inference Stage 1. `forward(image)` takes any-size B×3×H×W (H = W) and returns global-size maps:
+    {"uv_pred", "normal_pred", "mask_pred"} and, with a GDE, "guide" (7 ch, maps.TEXTURE order).
+
+    With `uv_normal=None` the caller passes ground-truth geometry (`geometry={"uv", "normal", "mask"}`),
+    which is how a GDE trained on GT geometry (`use_gt_geometry`) gets its guides.
+    """
+
+    def __init__(self, uv_normal: nn.Module | None, gde: nn.Module | None = None,
+                 hash_encoder: nn.Module | None = None, global_size: int = 1024):
+        super().__init__()
+        if uv_normal is None and gde is None:
+            raise ValueError("Stage1 needs a UV&Normal predictor, a GDE, or both")
+        self.uv_normal, self.gde, self.hash_encoder = uv_normal, gde, hash_encoder
+        self.global_size = global_size
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (GEOMETRY_KEYS if self.uv_normal is not None else ()) + ((GUIDE_KEY,) if self.gde is not None else ())
+
+    def train(self, mode: bool = True) -> "Stage1":
+        return super().train(False)  # frozen: GroupNorm has no running stats, but keep eval semantics anyway
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        x = downsample(image, self.global_size)
+        if self.uv_normal is not None:
+            out = split_uv_normal(self.uv_normal(x))
+        elif geometry is not None:
+            out = {}
+            geom = {"uv_pred": geometry["uv"], "normal_pred": geometry["normal"], "mask_pred": geometry["mask"]}
+            geom = {k: downsample(v, self.global_size) for k, v in geom.items()}
+        else:
+            raise ValueError("Stage1 without a UV&Normal predictor needs ground-truth geometry (uv, normal, mask)")
+        if self.gde is not None:
+            src = out if self.uv_normal is not None else geom
+            out[GUIDE_KEY] = self.gde(gde_input(x, src["uv_pred"], src["normal_pred"], self.hash_encoder))
+        return out
