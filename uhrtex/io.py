@@ -1,0 +1,294 @@
+"""Validated image read/write: PNG (8/16-bit), JPEG, TIFF, EXR (half/float).
+
+Reads return float32 C x H x W. LDR files are normalised to [0, 1] (8-bit / 255, 16-bit / 65535);
+EXR (and float TIFF) values are returned raw (linear radiance, raw vectors), checked finite.
+Every failure is an `ImageError` whose message is one line: the file, the problem, the fix.
+Writes are atomic: a temporary file in the target's folder is renamed over the target, so a reader
+never sees half a file and an interrupted write leaves the old file (or none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SUFFIXES = LDR_SUFFIXES + (".exr",)
+# EXR channel order: the last dot-separated part of a name ranks by this string (Blender layers: "View.UV.U").
+_EXR_ORDER = "RGBAXYZUVW"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class ImageError(ValueError):
+    """A bad image file or array; the message is one line naming the file, the problem and the fix."""
+
+
+def _fail(path, problem: str, fix: str) -> ImageError:
+    return ImageError(f"{path}: {problem}; {fix}".replace("\n", " "))
+
+
+# ------------------------------------------------------------------------------------------ colour
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded [0, 1] -> linear (IEC 61966-2-1 piecewise curve)."""
+    x = x.clamp_min(0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    """Linear -> sRGB-encoded; values above 1 stay above 1 (clamp afterwards for display)."""
+    x = x.clamp_min(0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise _fail(path, "file does not exist", "check the path (and that rendering/export finished)")
+    if path.is_dir():
+        raise _fail(path, "is a directory, not an image file", "pass the image file inside it")
+    if path.stat().st_size == 0:
+        raise _fail(path, "file is empty (0 bytes)", "re-write or re-render it")
+    if path.suffix.lower() not in SUFFIXES:
+        raise _fail(path, f"unsupported image format '{path.suffix}'", f"use one of {', '.join(SUFFIXES)}")
+
+
+def _decode_ldr(path: Path) -> np.ndarray:
+    """-> H x W x C array (uint8/uint16/float32), channels in RGB(A) order."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        # PIL raises on truncated JPEGs (OpenCV silently returns a partly grey image).
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as im:
+                im.load()
+                arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        except OSError as e:
+            raise _fail(path, f"corrupt or truncated JPEG ({e})", "re-write the file") from e
+        return arr[..., None] if arr.ndim == 2 else arr
+    import cv2
+
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise _fail(path, "corrupt or truncated image (decoder failed)", "re-write or re-render the file")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] >= 3:  # OpenCV decodes BGR(A)
+        arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]
+    return arr
+
+
+def read_exr_channels(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All channels of a single-part EXR as float32 H x W arrays, keyed by channel name (finite-checked)."""
+    path = Path(path)
+    _check_file(path)
+    import OpenEXR
+
+    try:
+        f = OpenEXR.File(str(path), separate_channels=True)
+        channels = {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in f.parts[0].channels.items()}
+    except Exception as e:  # noqa: BLE001 - OpenEXR raises bare RuntimeErrors with multi-line text
+        msg = " ".join(str(e).split())[:200]
+        raise _fail(path, f"corrupt or truncated EXR ({msg})", "re-write or re-render the file") from e
+    for name, px in channels.items():
+        bad = int((~np.isfinite(px)).sum())
+        if bad:
+            raise _fail(path, f"channel '{name}' has {bad} NaN/Inf values",
+                        "fix the render (e.g. clamp, check normalisation of zero-length vectors) and re-export")
+    return channels
+
+
+def _exr_rank(name: str) -> tuple[int, str]:
+    leaf = name.rsplit(".", 1)[-1].upper()
+    return (_EXR_ORDER.index(leaf) if len(leaf) == 1 and leaf in _EXR_ORDER else len(_EXR_ORDER), name)
+
+
+def _decode_exr(path: Path, exr_channels: Sequence[str] | None) -> tuple[np.ndarray, bool]:
+    """-> (H x W x C float32, has_alpha)."""
+    channels = read_exr_channels(path)
+    names = list(exr_channels) if exr_channels else sorted(channels, key=_exr_rank)
+    missing = [n for n in names if n not in channels]
+    if missing:
+        raise _fail(path, f"EXR lacks channels {missing} (has {sorted(channels)})", "re-export with those channels")
+    has_alpha = len(names) in (2, 4) and names[-1].rsplit(".", 1)[-1].upper() == "A"
+    return np.stack([channels[n] for n in names], axis=-1), has_alpha
+
+
+def _normalise(path: Path, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise _fail(path, "contains NaN/Inf values", "fix the values and re-write the file")
+        return arr
+    raise _fail(path, f"unsupported sample type {arr.dtype}", "write 8/16-bit integers or float")
+
+
+def read_image(path: str | os.PathLike, *, channels: int | Sequence[int] | None = None,
+               size: int | tuple[int, int] | None = None, gray: str = "error", alpha: str = "drop",
+               exr_channels: Sequence[str] | None = None) -> torch.Tensor:
+    """Read and validate one image -> float32 C x H x W.
+
+    channels: allowed channel count(s) of the result (after `gray`/`alpha`); None accepts any.
+    size: expected (H, W) (or one int for square); a mismatch is an error.
+    gray: "error" | "expand" | "keep" - what a 1-channel file becomes when 3 channels are wanted.
+    alpha: "drop" (warn) | "keep" | "error" - what to do with an alpha channel (RGBA, LA, EXR 'A').
+    exr_channels: EXR channel names in the order wanted (default R G B A / X Y Z / U V ... order).
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() == ".exr":
+        arr, has_alpha = _decode_exr(path, exr_channels)
+    else:
+        arr = _decode_ldr(path)
+        has_alpha = arr.shape[2] in (2, 4)
+    arr = _normalise(path, arr)
+    if has_alpha:
+        if alpha == "error":
+            raise _fail(path, "has an alpha channel", "save it without alpha")
+        if alpha == "drop":
+            warnings.warn(f"{path}: dropping its alpha channel", stacklevel=2)
+            arr = arr[..., :-1]
+    allowed = (channels,) if isinstance(channels, int) else tuple(channels or ())
+    if arr.shape[2] == 1 and allowed and 1 not in allowed:
+        if gray != "expand":
+            raise _fail(path, f"is grayscale (1 channel), expected {' or '.join(map(str, allowed))}",
+                        "save it as RGB (or let the caller expand grayscale)")
+        arr = np.repeat(arr, max(allowed), axis=2)
+    if allowed and arr.shape[2] not in allowed:
+        raise _fail(path, f"has {arr.shape[2]} channels, expected {' or '.join(map(str, allowed))}",
+                    "re-export it with the right channels")
+    if size is not None:
+        want = (size, size) if isinstance(size, int) else tuple(size)
+        if tuple(arr.shape[:2]) != want:
+            raise _fail(path, f"is {arr.shape[0]}x{arr.shape[1]} (HxW), expected {want[0]}x{want[1]}",
+                        "render/resize every map of a capture to the same size")
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the result the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _to_hwc(path, x: torch.Tensor | np.ndarray, check_range: bool) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 2, 3, 4):
+        raise _fail(path, f"cannot write an array of shape {list(arr.shape)}", "pass C x H x W with C in 1..4")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise _fail(path, "refusing to write NaN/Inf values", "fix the values first")
+    if check_range and (arr.min() < 0 or arr.max() > 1):
+        raise _fail(path, f"values in [{arr.min():.4g}, {arr.max():.4g}] are outside [0, 1]",
+                    "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
+    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+
+
+def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int]) -> bytes:
+    import cv2
+
+    if hwc.shape[2] >= 3:
+        hwc = hwc[..., [2, 1, 0, *range(3, hwc.shape[2])]]
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(hwc), params)
+    if not ok:
+        raise _fail(path, f"encoder failed for {hwc.dtype} x{hwc.shape[2]}", "check channels and bit depth")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int = 8, compression: int = 3) -> None:
+    """C x H x W in [0, 1] -> 8- or 16-bit PNG (rounded to nearest)."""
+    path = Path(path)
+    if bits not in (8, 16):
+        raise _fail(path, f"PNG bit depth {bits} is not supported", "use bits=8 or bits=16")
+    hwc = _to_hwc(path, x, check_range=True)
+    top = 255 if bits == 8 else 65535
+    q = np.round(hwc * top).astype(np.uint8 if bits == 8 else np.uint16)
+    import cv2
+
+    write_bytes_atomic(path, _encode_cv2(path, q, ".png", [cv2.IMWRITE_PNG_COMPRESSION, compression]))
+
+
+def write_jpeg(path: str | os.PathLike, x: torch.Tensor | np.ndarray, quality: int = 95) -> None:
+    path = Path(path)
+    hwc = _to_hwc(path, x, check_range=True)
+    import cv2
+
+    data = _encode_cv2(path, np.round(hwc * 255).astype(np.uint8), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
+    write_bytes_atomic(path, data)
+
+
+def write_tiff(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int = 16) -> None:
+    """bits 8 / 16 (in [0, 1], rounded) or 32 (float, raw)."""
+    path = Path(path)
+    hwc = _to_hwc(path, x, check_range=bits != 32)
+    arr = {8: lambda a: np.round(a * 255).astype(np.uint8), 16: lambda a: np.round(a * 65535).astype(np.uint16),
+           32: lambda a: a}[bits](hwc)
+    write_bytes_atomic(path, _encode_cv2(path, arr, ".tiff", []))
+
+
+def write_exr(path: str | os.PathLike, x: torch.Tensor | np.ndarray, half: bool = True,
+              channel_names: Sequence[str] | None = None, compression: str = "zip") -> None:
+    """C x H x W raw float values -> EXR (half or float). Default names: Y / RG / RGB / RGBA."""
+    import OpenEXR
+
+    path = Path(path)
+    hwc = _to_hwc(path, x, check_range=False)
+    names = list(channel_names or {1: ["Y"], 2: ["R", "G"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "A"]}[hwc.shape[2]])
+    if len(names) != hwc.shape[2]:
+        raise _fail(path, f"{len(names)} channel names for {hwc.shape[2]} channels", "pass one name per channel")
+    if half and np.abs(hwc).max(initial=0) > 65504:
+        raise _fail(path, "values exceed the half-float range (65504)", "write with half=False")
+    dtype = np.float16 if half else np.float32
+    modes = {"zip": OpenEXR.ZIP_COMPRESSION, "piz": OpenEXR.PIZ_COMPRESSION, "none": OpenEXR.NO_COMPRESSION}
+    header = {"compression": modes[compression], "type": OpenEXR.scanlineimage}
+    pixels = {n: np.ascontiguousarray(hwc[..., i].astype(dtype)) for i, n in enumerate(names)}
+    with atomic_path(path) as tmp:
+        OpenEXR.File(header, pixels).write(str(tmp))
+
+
+def write_image(path: str | os.PathLike, x: torch.Tensor | np.ndarray, **kwargs) -> None:
+    """Dispatch on the suffix: .png (bits=8|16), .jpg/.jpeg, .tif/.tiff (bits), .exr (half, channel_names)."""
+    suffix = Path(path).suffix.lower()
+    writer = {".png": write_png, ".jpg": write_jpeg, ".jpeg": write_jpeg, ".tif": write_tiff, ".tiff": write_tiff,
+              ".exr": write_exr}.get(suffix)
+    if writer is None:
+        raise _fail(path, f"unsupported image format '{suffix}'", f"use one of {', '.join(SUFFIXES)}")
+    writer(path, x, **kwargs)
