@@ -4,6 +4,16 @@ A capture is one subject x lighting x camera. Its maps follow `uhrtex.maps.CAPTU
 (`image albedo micronormal specular uv normal mask`), each C x H x W float32 in [0, 1] with row 0 at
 the top of the picture. Outside the mask every map is 0 except `image` (background radiance).
 
+Map semantics:
+* `image`, `albedo`: sRGB-encoded colour. `specular`: linear specular intensity/albedo in [0, 1].
+* `micronormal`: tangent-space normal (x along +u, y along +v, z out of the surface), encoded (n+1)/2,
+  so a flat surface is (0.5, 0.5, 1).
+* `normal`: geometry normal in *view* axes x right, y up, z towards the viewer (the usual normal-map
+  look: a surface facing the camera is (0.5, 0.5, 1)), encoded (n+1)/2. These are the OpenCV camera
+  axes below with y and z negated (`CV_FROM_GL`).
+* `uv`: (u, v) in the unified UV space, u along texture columns, v = 0 at the bottom row of the texture.
+* `mask`: face coverage in [0, 1] (soft at the silhouette when antialiased).
+
 Camera (stored in `meta["camera"]`, see `Camera`): OpenCV convention.
 * Intrinsics fx, fy, cx, cy in pixels. The image spans [0, W] x [0, H] with (0, 0) at the top-left
   *corner* of the top-left pixel, so pixel (row i, col j) has its centre at (j + 0.5, i + 0.5) and a
