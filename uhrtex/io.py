@@ -22,8 +22,8 @@ import torch
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUFFIXES = LDR_SUFFIXES + (".exr",)
-# EXR channel order: the last dot-separated part of a name ranks by this string (Blender layers: "View.UV.U").
-_EXR_ORDER = "RGBAXYZUVW"
+# EXR channel order: the last dot-separated part of a name ranks by this string (Blender layers: "View.UV.U"),
+_EXR_ORDER = "RGBXYZUVWA"  # alpha last
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -240,7 +240,8 @@ def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int =
         raise _fail(path, f"PNG bit depth {bits} is not supported", "use bits=8 or bits=16")
     hwc = _to_hwc(path, x, check_range=True)
     top = 255 if bits == 8 else 65535
-    q = np.round(hwc * top).astype(np.uint8 if bits == 8 else np.uint16)
+    # float64 products round like uhrtex.captures.format.to_uint16, so 16-bit PNGs hold the store's codes.
+    q = np.round(hwc.astype(np.float64) * top).astype(np.uint8 if bits == 8 else np.uint16)
     import cv2
 
     write_bytes_atomic(path, _encode_cv2(path, q, ".png", [cv2.IMWRITE_PNG_COMPRESSION, compression]))
@@ -259,7 +260,7 @@ def write_tiff(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int 
     """bits 8 / 16 (in [0, 1], rounded) or 32 (float, raw)."""
     path = Path(path)
     hwc = _to_hwc(path, x, check_range=bits != 32)
-    arr = {8: lambda a: np.round(a * 255).astype(np.uint8), 16: lambda a: np.round(a * 65535).astype(np.uint16),
+    arr = {8: lambda a: np.round(a * 255).astype(np.uint8), 16: lambda a: np.round(a.astype(np.float64) * 65535).astype(np.uint16),
            32: lambda a: a}[bits](hwc)
     write_bytes_atomic(path, _encode_cv2(path, arr, ".tiff", []))
 
