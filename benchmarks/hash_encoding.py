@@ -20,54 +20,13 @@ import time
 import torch
 from torch import nn
 
+from uhrtex.networks import stages
 from uhrtex.networks.hash_encoding import HashGridEncoding
 
 
-class StandInGDE(nn.Module):
-    """Used only when uhrtex.networks.unet is unavailable: 12 3x3 conv blocks (3 levels, 2 enc +
-    3 dec), widths 32/64/128, GroupNorm + SiLU, like the paper's GDE description."""
-
-    def __init__(self, cin: int = 16, cout: int = 7, widths=(32, 64, 128)):
-        super().__init__()
-        block = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU())  # noqa: E731
-        self.enc = nn.ModuleList()
-        c = cin
-        for w in widths:
-            self.enc.append(nn.Sequential(block(c, w), block(w, w)))
-            c = w
-        self.dec = nn.ModuleList()
-        for w in reversed(widths[:-1]):
-            self.dec.append(nn.Sequential(block(c + w, w), block(w, w), block(w, w)))
-            c = w
-        self.head = nn.Conv2d(c, cout, 1)
-
-    def forward(self, x):
-        skips = []
-        for i, enc in enumerate(self.enc):
-            x = enc(x if i == 0 else nn.functional.avg_pool2d(x, 2))
-            skips.append(x)
-        for dec, skip in zip(self.dec, reversed(skips[:-1])):
-            x = dec(torch.cat([nn.functional.interpolate(x, scale_factor=2.0), skip], 1))
-        return torch.sigmoid(self.head(x))
-
-
-def build_gde() -> tuple[nn.Module, str, bool]:
-    """(model, description, stand_in)."""
-    try:
-        from uhrtex.networks.unet import build_gde as build
-    except ImportError:
-        build = None
-    if build is not None:
-        try:
-            return build(), "uhrtex.networks.unet.build_gde()", False
-        except TypeError:
-            return build(in_channels=16, out_channels=7), "uhrtex.networks.unet.build_gde(16, 7)", False
-    try:
-        from uhrtex.networks.unet import UNet
-    except ImportError:
-        return StandInGDE(), "benchmark stand-in (12 conv blocks, widths 32/64/128)", True
-    # The UNet's defaults are the GDE layout (3 levels, 2 enc + 3 dec blocks = 12 hidden layers).
-    return UNet(16, 7), "uhrtex.networks.unet.UNet(16, 7) defaults (build_gde not available)", False
+def build_gde() -> tuple[nn.Module, str]:
+    """The real GDE at the paper preset (width 32: widths 32/64/128, 12 hidden layers, 16 -> 7 channels)."""
+    return stages.build_gde(widths=(32, 64, 128), hash_channels=8), "uhrtex.networks.stages.build_gde(widths=(32, 64, 128))"
 
 
 def face_uv(res: int) -> torch.Tensor:
@@ -89,7 +48,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     enc = HashGridEncoding(backend="torch")
-    gde, gde_desc, stand_in = build_gde()
+    gde, gde_desc = build_gde()
     gde.eval()
     uv = face_uv(args.res)
     uv_grad = uv.clone().requires_grad_()
@@ -122,7 +81,7 @@ def main() -> None:
         med, ratio=round(med["hash_ms"] / med["gde_forward_ms"], 4), goal_ratio=0.10,
         res=args.res, backend=enc.backend, threads=torch.get_num_threads(), repeats=args.repeats,
         hash_out=list(shapes["hash_ms"].shape), gde_out=list(shapes["gde_forward_ms"].shape),
-        gde=gde_desc, stand_in=stand_in, n_params=enc.grid.layout.n_params,
+        gde=gde_desc, n_params=enc.grid.layout.n_params,
         config=enc.config.to_dict(), peak_rss_mb=round(peak_mb),
     )))
 
