@@ -222,19 +222,18 @@ def _depth_key(zw: torch.Tensor, tri_id: torch.Tensor) -> torch.Tensor:
     return (bits << 32) | tri_id
 
 
-def _rasterize_ids(v, batch, H, W, B, budget):
+def _rasterize_ids(v, forms, batch, H, W, B, budget):
     """[B*H*W] int64: key (z/w, then work item) of the nearest covering item, _NO_HIT where empty.
 
-    v: [N,3,4] corners of each (batch, triangle) work item. Items -> rows (clipped y extent) ->
+    v: [N,3,4] float64 corners of each (batch, triangle) work item, forms their _half_planes
+    (float64 keeps span ends exact enough to be watertight). Items -> rows (clipped y extent) ->
     exact covered column spans per row -> one depth candidate per covered pixel, folded into the
     buffer with scatter_reduce("amin"). Chunked so temporaries stay within `budget` candidates.
     """
     best = torch.full((B * H * W,), _NO_HIT, dtype=torch.int64, device=v.device)
     if v.shape[0] == 0:
         return best
-    v = v.double()  # float64 keeps span ends exact enough to be watertight
     row0, n_rows = _clipped_rows(v, H)
-    forms = _half_planes(v)
     items = torch.stack([row0, batch, torch.arange(v.shape[0], device=v.device)], 1)
     for i0, i1 in _chunks(n_rows, max(budget // 16, H)):
         row_in, (it, fm) = _expand(n_rows[i0:i1], items[i0:i1], forms[i0:i1])
@@ -314,15 +313,16 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     tri = _tri_index(tri, V, pos.device)
 
     batch, tri_id, vrows = _work_items(pos, tri, ranges)
-    corners = pos.reshape(-1, 4).index_select(0, vrows.flatten()).view(-1, 3, 4)
-    best = _rasterize_ids(corners.detach(), batch, H, W, B, int(candidate_budget))
+    corners = pos.reshape(-1, 4).index_select(0, vrows.flatten()).view(-1, 3, 4).double()
+    forms = _half_planes(corners)  # [N, 5, 3], differentiable in pos
+    best = _rasterize_ids(corners.detach(), forms.detach(), batch, H, W, B, int(candidate_budget))
     pix = (best != _NO_HIT).nonzero().flatten()
     item = best[pix] & _LOW32
     # Evaluated in float64 and rounded once, so outputs sit within float32 rounding of exact C1.
     X = (2 * (pix % W) + 1).double() / W - 1
     Y = (2 * torch.div(pix % (H * W), W, rounding_mode="floor") + 1).double() / H - 1
     ids = (tri_id + 1).to(pos.dtype)
-    forms = _half_planes(corners.double()).transpose(1, 2).contiguous()  # [N, (c,a,b), 5], differentiable
+    forms = forms.transpose(1, 2).contiguous()  # [N, (c, a, b), 5]: per-pixel gathers read rows
     need_grad = torch.is_grad_enabled() and pos.requires_grad
 
     def compute(sel):
