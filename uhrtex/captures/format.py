@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from uhrtex.maps import CAPTURE
@@ -172,13 +173,16 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint16(x: torch.Tensor) -> torch.Tensor:
-    """float in [0, 1] -> int32 codes 0..65535 (round half to even; clamps)."""
-    return torch.round(x.to(torch.float64).clamp(0, 1) * QUANT_LEVELS).to(torch.int32)
+    """float in [0, 1] -> uint16 codes 0..65535 (float64 product, round half to even; clamps)."""
+    # numpy: no intra-op thread pool, which costs more than the work on small maps on a busy CPU.
+    a = np.clip(x.detach().cpu().numpy().astype(np.float64), 0, 1) * QUANT_LEVELS
+    return torch.from_numpy(np.rint(a).astype(np.uint16))
 
 
 def dequantize(codes: torch.Tensor) -> torch.Tensor:
-    """16-bit codes (any int dtype) -> float32 k / 65535. The one place that defines it."""
-    return codes.to(torch.float32) / QUANT_LEVELS
+    """16-bit codes (torch or numpy, any int dtype) -> float32 k / 65535. The one place that defines it."""
+    a = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    return torch.from_numpy(a.astype(np.float32) / np.float32(QUANT_LEVELS))
 
 
 @dataclass

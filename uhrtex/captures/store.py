@@ -64,8 +64,12 @@ def area_downsample(codes: np.ndarray, size: int) -> np.ndarray:
     Both the eager (at write) and the lazy (from the store) path call this on the same codes, so a
     global level is the same whichever path built it.
     """
-    x = dequantize(torch.from_numpy(np.ascontiguousarray(codes)))[None]
-    return to_uint16(F.interpolate(x, size=(size, size), mode="area")[0]).numpy().astype(np.uint16)
+    c, h, w = codes.shape
+    x = dequantize(codes)
+    if h % size == 0 and w % size == 0:  # integer factor: a plain block mean (numpy, no thread pool)
+        fy, fx = h // size, w // size
+        return to_uint16(torch.from_numpy(x.numpy().reshape(c, size, fy, size, fx).mean(axis=(2, 4)))).numpy()
+    return to_uint16(F.interpolate(x[None], size=(size, size), mode="area")[0]).numpy()
 
 
 class CaptureStore:
@@ -288,7 +292,7 @@ class CaptureStore:
 
     def read(self, key: str, names: Iterable[str] | None = None, box: Box | Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """{name: float32 C x h x w} of the full frame or of `box` (y, x, h, w) in full-res pixels."""
-        return {n: dequantize(torch.from_numpy(self.read_codes(key, n, box))) for n in self._names(names)}
+        return {n: dequantize(self.read_codes(key, n, box)) for n in self._names(names)}
 
     def global_sizes(self, key: str) -> list[int]:
         group = self._group(key)["group"]
@@ -308,8 +312,8 @@ class CaptureStore:
                     warnings.warn(f"{self}: no stored {size}² level for '{key}'; computing it on the fly each time "
                                   "(open the store with mode='a' once, or run make_captures, to cache it)", stacklevel=2)
                     self._warned_lazy = True
-                return {n: dequantize(torch.from_numpy(area_downsample(self.read_codes(key, n), size))) for n in names}
-        return {n: dequantize(torch.from_numpy(self.read_codes(key, n, level=level))) for n in names}
+                return {n: dequantize(area_downsample(self.read_codes(key, n), size)) for n in names}
+        return {n: dequantize(self.read_codes(key, n, level=level)) for n in names}
 
     # ------------------------------------------------------------------------------------- writing
 
@@ -339,7 +343,7 @@ class CaptureStore:
         attrs = {"meta": capture.meta, "size": [h, w], "encoding": "uint16 codes k/65535",
                  "maps": {n: CAPTURE.width(n) for n in CAPTURE.names}, "complete": False}
         group = self.root.create_group(tmp, attributes=attrs)
-        codes = {n: to_uint16(capture.maps[n]).numpy().astype(np.uint16) for n in CAPTURE.names}
+        codes = {n: to_uint16(capture.maps[n]).numpy() for n in CAPTURE.names}
         for name, c in codes.items():
             self._create(group, name, c)
         for size in sorted(set(int(s) for s in global_sizes)):
