@@ -1,0 +1,92 @@
+"""Shared pieces of the evaluation tasks (+exp=ablation_hash, +exp=compare): sub-runs, per-capture rows, W&B tables."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from uhrtex.metrics import Column, Table
+
+log = logging.getLogger(__name__)
+MAP_HEADERS = {"albedo": "Albedo", "micronormal": "MicroNormal", "specular": "Specular"}
+
+
+def subrun_config(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> DictConfig:
+    """A copy of `cfg` writing into `<run dir>/<name>`, with dotted-key `updates` applied."""
+    sub = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    run_dir = Path(cfg.paths.output_dir)
+    with open_dict(sub):
+        # Resolve the run dir now: `${hydra:...}` does not resolve outside the Hydra app that made it.
+        sub.paths.output_dir = str(run_dir / name)
+        sub.run_name = str(cfg.run_name)  # `${now:...}` would give each sub-run another time
+        sub.pop("hydra", None)
+        for key, value in updates.items():
+            OmegaConf.update(sub, key, value, force_add=True)
+        if sub.get("logger") and sub.logger.get("wandb") is not None:
+            sub.logger.wandb.name = f"{cfg.task_name}/{cfg.run_name}/{name}"
+            sub.logger.wandb.id = None
+    return sub
+
+
+def finish_wandb() -> None:
+    """End the current W&B run so the next sub-run's WandbLogger starts its own."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def read_rows(path: Path) -> list[dict[str, float | str]]:
+    """Per-capture rows of a metrics CSV (callbacks/metrics.py): `capture` stays a string, the rest floats."""
+    with open(path, newline="") as f:
+        return [{k: (v if k == "capture" else float(v) if v != "" else math.nan) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def latest_test_rows(run_dir: Path) -> list[dict]:
+    found = sorted((Path(run_dir) / "metrics").glob("test_epoch*.csv"))
+    if not found:
+        raise RuntimeError(f"no test metrics under {run_dir}/metrics; the texture_metrics callback must be enabled "
+                           "(callbacks.texture_metrics) and test: true")
+    return read_rows(found[-1])
+
+
+def perceptual_key(rows: list[Mapping[str, Any]]) -> str | None:
+    keys = {k.split("/", 1)[1] for r in rows for k in r if "/" in k}
+    found = [k for k in ("lpips", "stlpips") if k in keys]
+    if len(found) > 1:
+        raise RuntimeError("rows mix LPIPS-alex and ST-LPIPS-alex; evaluate every method with one metrics.perceptual")
+    return found[0] if found else None
+
+
+PERCEPTUAL_NAMES = {"lpips": "LPIPS-alex", "stlpips": "ST-LPIPS-alex"}
+
+
+def map_columns(metrics: list[tuple[str, str, int]], maps: tuple[str, ...] = tuple(MAP_HEADERS)) -> list[Column]:
+    """Table-1 style: one column per (map, metric): metrics = [(key, header, digits)]."""
+    return [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in maps for k, h, d in metrics]
+
+
+def log_wandb_table(cfg: DictConfig, key: str, table: Table, job_type: str) -> None:
+    """Log `table` to a W&B run of this task when the config has a wandb logger (offline by default)."""
+    lg = cfg.get("logger")
+    if not lg or lg.get("wandb") is None:
+        return
+    import wandb
+
+    finish_wandb()
+    w = lg.wandb
+    run_dir = Path(cfg.paths.output_dir)
+    run = wandb.init(dir=str(run_dir), project=w.get("project"), entity=w.get("entity"), group=w.get("group"),
+                     name=f"{cfg.task_name}/{cfg.run_name}", job_type=job_type, tags=list(w.get("tags") or []),
+                     mode="offline" if w.get("offline", True) else "online", reinit=True)
+    columns, data = table.records()
+    run.log({key: wandb.Table(columns=columns, data=data)})
+    run.summary["table_markdown"] = table.markdown()
+    run.finish()
