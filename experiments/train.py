@@ -60,6 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", False):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt)
+        # Our own checkpoints hold the resolved config (DictConfig hparams): not loadable with weights_only=True.
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
     return metrics
