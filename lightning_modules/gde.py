@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from lightning_modules.base import CHECKPOINT_KEY, StageModule
-from lightning_modules.images import log_panel
 from lightning_modules.loading import attach_stage1, check_hash_match, upstream_record
 from uhrtex import maps
 from uhrtex.losses import l1_laplacian
@@ -83,16 +82,3 @@ class GDEModule(StageModule):
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
         check_hash_match(checkpoint.get("state_dict", {}), self.hash_encoder is not None, "the GDE checkpoint")
-
-    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
-        if batch_idx == 0:
-            log_panel(self, "val/panel", texture_columns(batch, outputs))
-
-
-def texture_columns(batch: dict[str, torch.Tensor], pred: torch.Tensor) -> dict[str, torch.Tensor]:
-    """image, then GT/pred pairs of albedo, micronormal, specular."""
-    cols = {"image": batch["image"]}
-    for name, p in maps.TEXTURE.split(pred).items():
-        cols[name] = batch[name]
-        cols[f"{name}_pred"] = p
-    return cols

@@ -13,8 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from lightning_modules.base import CHECKPOINT_KEY, StageModule
-from lightning_modules.gde import geometry_of, texture_columns
-from lightning_modules.images import log_panel
+from lightning_modules.gde import geometry_of
 from lightning_modules.loading import CheckpointError, attach_stage1, read_checkpoint, upstream_record
 from uhrtex import maps
 from uhrtex.losses import l1_laplacian
@@ -67,9 +66,3 @@ class HFDRModule(StageModule):
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream
-
-    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
-        if batch_idx == 0:
-            cols = texture_columns(batch, outputs)
-            cols["guide_albedo"] = maps.TEXTURE.split(batch[GUIDE_KEY])["albedo"]
-            log_panel(self, "val/panel", cols)

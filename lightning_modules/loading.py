@@ -108,7 +108,7 @@ def attach_stage1(module: StageModule, uv_normal_ckpt: str | None, gde_ckpt: str
     if dm is None or not hasattr(dm, "attach_stage1"):
         raise RuntimeError(f"stage '{module.stage}' needs the captures datamodule (data=captures), which can attach "
                            f"Stage-1 outputs; got {type(dm).__name__}")
-    store = dm.store
+    store = dm._store()  # a fresh read-only CaptureStore handle
     uv_normal = load_stage(uv_normal_ckpt, "uv_normal") if uv_normal_ckpt else None
     gde = load_stage(gde_ckpt, "gde") if gde_ckpt else None
     global_size = int(dm.hparams.global_size)
@@ -117,7 +117,7 @@ def attach_stage1(module: StageModule, uv_normal_ckpt: str | None, gde_ckpt: str
     upstream = {k: file_digest(Path(p).expanduser()) for k, p in (("uv_normal", uv_normal_ckpt), ("gde", gde_ckpt)) if p}
     spec = CacheSpec(upstream=upstream, keys=stage1.keys, global_size=global_size,
                      geometry="predicted" if uv_normal else "gt")
-    root = Path(cache["root"]).expanduser() if cache.get("root") else cache_root_for(dm.store_path)
+    root = Path(cache["root"]).expanduser() if cache.get("root") else default_cache_root(str(dm.hparams.store))
     captures = list(store.keys())
     if trainer.is_global_zero:
         device = trainer.strategy.root_device
@@ -131,6 +131,13 @@ def attach_stage1(module: StageModule, uv_normal_ckpt: str | None, gde_ckpt: str
         reader = ensure_cache(store, captures, _refuse, spec, root, progress=False)
     log.info("Stage-1 outputs %s from %s", reader.keys, reader.directory)
     dm.attach_stage1(reader)
+
+
+def default_cache_root(store_url: str) -> Path:
+    if "://" in store_url:
+        raise ValueError(f"the capture store {store_url} is remote; set model.cache.root=<local or shared folder> "
+                         f"for the Stage-1 cache")
+    return cache_root_for(store_url)
 
 
 def _refuse(captures: list[str]) -> dict:
