@@ -45,7 +45,7 @@ def summarize(per_seed: dict[str, dict[int, list[dict]]]) -> tuple[dict[str, dic
 
 def table2(stats: dict[str, dict], perceptual: str | None, how: str, notes: list[str]) -> Table:
     t = Table("Table 2: GDE with vs without hash encoding (test split)", "Metrics",
-              [Column(m, h) for m, h in MAPS], notes=[how, *notes])
+              [Column(m, h) for m, h in MAPS], notes=[how, *notes, "SSIM, PSNR (dB): higher is better; LPIPS: lower is better"])
     metrics = [("ssim", "SSIM"), ("psnr", "PSNR")] + ([(perceptual, PERCEPTUAL_NAMES[perceptual])] if perceptual else [])
     for key, name in metrics:
         for variant, _, label in VARIANTS:
