@@ -1,0 +1,159 @@
+import json
+import math
+
+import pytest
+import torch
+
+from tests.helpers.unwrap_scene import camera, gt_texture, render_maps, uv_sphere
+from uhrtex.captures.format import Camera, look_at
+from uhrtex.mesh import MeshError, check_camera, load_camera, load_obj, save_obj
+from uhrtex.unwrap import UnwrapOptions, blend_template, flat_template, push_pull, unwrap
+
+pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
+
+# Stated tolerances (sphere scene, GT image-space maps in): on the texels the camera sees.
+TOL = {"direct": (0.006, 0.02), "optimize": (0.01, 0.03), "splat": (0.02, 0.06)}  # (mean abs, 95th percentile)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    mesh, cam, gt = uv_sphere(24, 32), camera(128, yaw=200), gt_texture(64)  # UV seam out of view
+    img, mask = render_maps(mesh, cam, gt)
+    return mesh, cam, gt, img, mask
+
+
+def _errors(result, gt):
+    cov = result.coverage[0] > 0
+    err = (result.textures["maps"] - gt).abs()[:, cov]
+    return float(err.mean()), float(err.quantile(0.95)), float(cov.float().mean())
+
+
+@pytest.mark.parametrize("method", ["direct", "optimize"])
+def test_mesh_methods_recover_the_texture(scene, method):
+    mesh, cam, gt, img, mask = scene
+    opts = UnwrapOptions(resolution=64, top_resolution=128, start_resolution=32, steps=8, fill=False)
+    r = unwrap({"maps": img}, mask, method, mesh=mesh, camera=cam, options=opts)
+    mae, p95, cov = _errors(r, gt)
+    assert 0.12 < cov < 0.3  # a bit less than the visible hemisphere of a sphere's lat/long layout
+    assert mae < TOL[method][0] and p95 < TOL[method][1], (mae, p95)
+    # The texels seen are the ones facing the camera: longitude u around its yaw (200° -> u ≈ 0.56).
+    u = 2 * math.pi * ((r.coverage[0] > 0).nonzero()[:, 1].float() + 0.5) / 64
+    yaw = math.degrees(math.atan2(float(u.sin().mean()), float(u.cos().mean())))
+    assert -170 < yaw < -150, yaw  # atan2 gives 200° as -160°
+
+
+def test_splat_by_uv_map(scene):
+    mesh, cam, gt, img, mask = scene
+    from tests.helpers.unwrap_scene import _uv_image
+
+    uv = _uv_image(mesh, cam)
+    r = unwrap({"maps": img}, mask, "splat", uv=uv, options=UnwrapOptions(resolution=64, fill=False))
+    mae, p95, cov = _errors(r, gt)
+    assert cov > 0.1 and mae < TOL["splat"][0] and p95 < TOL["splat"][1], (mae, p95, cov)
+    # A quarter-resolution UV map (as Stage 1 predicts it) is resampled per pixel and still lands.
+    small = torch.nn.functional.interpolate(uv[None], scale_factor=0.25, mode="area")[0]
+    r2 = unwrap({"maps": img}, mask, "splat", uv=small, options=UnwrapOptions(resolution=64, fill=False))
+    mae2, _, cov2 = _errors(r2, gt)
+    assert cov2 > 0.05 and mae2 < 0.05
+
+
+def test_fill_and_template(scene):
+    mesh, cam, gt, img, mask = scene
+    r = unwrap({"albedo": img[:3], "specular": img[3:4]}, mask, "direct", mesh=mesh, camera=cam,
+               options=UnwrapOptions(resolution=64))
+    cov = r.coverage[0] > 0
+    for name, tex in r.textures.items():
+        assert tex.shape[-2:] == (64, 64) and torch.isfinite(tex).all() and 0 <= float(tex.min()) and float(tex.max()) <= 1
+    # Observed texels are kept; far from them the (tone-matched) template takes over.
+    assert torch.allclose(r.textures["albedo"][:, cov], torch.from_numpy(
+        unwrap({"albedo": img[:3]}, mask, "direct", mesh=mesh, camera=cam,
+               options=UnwrapOptions(resolution=64, fill=False)).textures["albedo"].numpy())[:, cov], atol=1e-5)
+    assert set(r.stats["template_gain"]) == {"albedo", "specular"}
+
+
+def test_push_pull_fills_smoothly():
+    x = torch.zeros(1, 32, 32)
+    w = torch.zeros(1, 32, 32)
+    x[0, :, :16], w[0, :, :16] = 0.2, 1
+    x[0, :, 20:], w[0, :, 20:] = 0.8, 1
+    y = push_pull(x, w)
+    assert torch.equal(y[:, w[0] > 0], x[:, w[0] > 0])
+    gap = y[0, :, 16:20]
+    assert float(gap.min()) >= 0.2 - 1e-6 and float(gap.max()) <= 0.8 + 1e-6
+    assert float(gap[:, 0].mean()) < float(gap[:, -1].mean())  # ramps from one side to the other
+    assert torch.allclose(push_pull(torch.full((3, 17, 9), 0.4), (torch.rand(1, 17, 9) > 0.7).float()), torch.tensor(0.4))
+
+
+def test_template_is_tone_matched_by_mean_face_colour():
+    tex = {"albedo": torch.full((3, 16, 16), 0.3)}
+    cov = torch.zeros(1, 16, 16)
+    cov[:, :, :4] = 1
+    out, stats = blend_template(tex, cov, flat_template(16, {"albedo": 3}), sigma=1 / 64)
+    far = out["albedo"][:, :, -1]
+    assert torch.allclose(far, torch.tensor(0.3), atol=1e-3)  # template gained to the face's mean colour
+    assert torch.equal(out["albedo"][:, :, :4], tex["albedo"][:, :, :4])
+
+
+def test_obj_roundtrip_quads_and_negative_indices(tmp_path, scene):
+    mesh = scene[0]
+    save_obj(tmp_path / "s.obj", mesh)
+    m2 = load_obj(tmp_path / "s.obj")
+    assert torch.allclose(m2.verts, mesh.verts, atol=1e-6) and torch.equal(m2.faces, mesh.faces)
+    assert torch.equal(m2.faces_uv, mesh.faces_uv)
+    (tmp_path / "q.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                                    "f -4/-4 -3/-3 -2/-2 -1/-1\n")
+    q = load_obj(tmp_path / "q.obj")
+    assert q.faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "no UV coordinates"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/9\n", "out of range"),
+    ("v 0 0 zero\n", "cannot parse"),
+    ("hello\n", "no vertices"),
+])
+def test_bad_obj_is_one_line(tmp_path, text, match):
+    p = tmp_path / "m.obj"
+    p.write_text(text)
+    with pytest.raises(MeshError, match=match) as e:
+        load_obj(p)
+    assert "\n" not in str(e.value)
+    with pytest.raises(MeshError, match="does not exist"):
+        load_obj(tmp_path / "missing.obj")
+    (tmp_path / "b.obj").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(MeshError, match="not a text OBJ"):
+        load_obj(tmp_path / "b.obj")
+
+
+def test_camera_checks(tmp_path, scene):
+    mesh, cam = scene[0], scene[1]
+    p = tmp_path / "cam.json"
+    p.write_text(json.dumps(cam.to_dict()))
+    assert load_camera(p).to_dict() == cam.to_dict()
+    p.write_text(json.dumps({"meta": 1, "camera": cam.to_dict()}))
+    assert load_camera(p).fx == cam.fx  # a capture's meta.json works
+    for bad, match in (("{", "not valid JSON"), (json.dumps({"fx": 1}), "camera needs")):
+        p.write_text(bad)
+        with pytest.raises(MeshError, match=match):
+            load_camera(p)
+    behind = Camera.from_fov(45, 128, 128, look_at((0, 0, 3), (0, 0, 6)))
+    with pytest.raises(MeshError, match="behind the camera"):
+        check_camera(mesh, behind)
+    aside = Camera.from_fov(10, 128, 128, look_at((0, 0, 3), (3, 0, 0)))
+    with pytest.raises(MeshError, match="inside the 128x128 frame"):
+        check_camera(mesh, aside)
+    img, mask = scene[3], scene[4]
+    wide = Camera.from_fov(45, 256, 128, cam.world_to_camera)
+    with pytest.raises(MeshError, match="does not match the image"):
+        unwrap({"maps": img}, mask, "direct", mesh=mesh, camera=wide, options=UnwrapOptions(resolution=32))
+
+
+def test_interface_errors(scene):
+    mesh, cam, gt, img, mask = scene
+    with pytest.raises(ValueError, match="unknown unwrap method"):
+        unwrap({"maps": img}, mask, "magic")
+    with pytest.raises(MeshError, match="needs a mesh"):
+        unwrap({"maps": img}, mask, "direct")
+    with pytest.raises(ValueError, match="needs the predicted UV"):
+        unwrap({"maps": img}, mask, "splat")
+    assert math.isfinite(float(img.sum()))
