@@ -79,3 +79,13 @@ def test_shapes_inplace_and_errors():
         smooth_seams(x, 32, feather=2.0)
     with pytest.raises(ValueError, match="expects"):
         smooth_seams(x[0, 0], 32)
+
+
+def test_offset_grid_matches_the_uncropped_result():
+    # Smoothing a crop of a padded grid (seams at k·patch - offset) equals cropping the smoothed full grid,
+    # away from the crop's own border (where the full grid had more context).
+    x = mosaic(size=256, patch=64)
+    full = smooth_seams(x, 64)
+    crop = smooth_seams(x[..., 10:250, 20:240], 64, offset=(10, 20))
+    assert torch.allclose(crop[..., 20:-20, 20:-20], full[..., 30:230, 40:220], atol=1e-6)
+    assert seam_positions(240, 64, 10) == [54, 118, 182]

@@ -44,48 +44,51 @@ def gaussian_taps(size: int, sigma: float, dtype=torch.float32) -> torch.Tensor:
     return (g / g.sum()).to(dtype)
 
 
-def seam_positions(size: int, patch: int) -> list[int]:
-    """Indices s of the first row/column after each interior seam."""
-    return list(range(patch, size, patch))
+def seam_positions(size: int, patch: int, offset: int = 0) -> list[int]:
+    """Indices s of the first row/column after each interior seam of a grid starting at -offset."""
+    return [s for s in range(patch - offset % patch, size, patch) if 0 < s < size]
 
 
 def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, along: torch.Tensor,
-                 feather: float) -> None:
+                 feather: float, offset: int) -> None:
     """Smooth seams between rows of `x` (B×C×H×W, possibly a transposed view), in place."""
     b, c, h, w = x.shape
-    seams = seam_positions(h, patch)
+    seams = seam_positions(h, patch, offset)
     if not seams:
         return
     r, q = across.numel() // 2, along.numel() // 2
     dev, dt = x.device, x.dtype
     k_across = across.to(dev, dt).view(1, 1, -1, 1).expand(c, 1, -1, 1)
     k_along = along.to(dev, dt).view(1, 1, 1, -1).expand(c, 1, 1, -1)
-    # Blend weight per band row (distance of the row centre from the seam line: 0.5, 1.5, ...).
-    d = (torch.arange(2 * band, device=dev, dtype=torch.float64) - band + 0.5).abs()
-    weight = 1.0 - feather * (1.0 - 0.5 * (1.0 + torch.cos(math.pi * d / band)))
-    weight = weight.to(dt).view(1, 1, -1, 1)
 
     out = []
     for s in seams:  # filter every band from this pass's input before writing any of them
-        lo, hi = s - band - r, s + band + r
+        a, z = max(s - band, 0), min(s + band, h)  # the band's rows inside the image
+        lo, hi = a - r, z + r
         slab = x[:, :, max(lo, 0):min(hi, h)]
-        slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate") if (q or lo < 0 or hi > h) else slab
-        y = F.conv2d(slab, k_across, groups=c)  # valid across: exactly the 2·band rows of the band
+        if q or lo < 0 or hi > h:
+            slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate")
+        y = F.conv2d(slab, k_across, groups=c)  # valid across: exactly the band's rows
         y = F.conv2d(y, k_along, groups=c)  # valid along: the replicate pad above keeps the width
-        out.append(y)
-    for s, y in zip(seams, out):
-        rows = x[:, :, s - band:s + band]
-        rows.copy_(torch.lerp(rows, y, weight) if feather else y)
+        if feather:
+            # Raised-cosine weight by the distance of each row centre from the seam line.
+            d = (torch.arange(a, z, device=dev, dtype=torch.float64) + 0.5 - s).abs()
+            wgt = 1.0 - feather * (1.0 - 0.5 * (1.0 + torch.cos(math.pi * d / band)))
+            y = torch.lerp(x[:, :, a:z], y, wgt.to(dt).view(1, 1, -1, 1))
+        out.append((a, z, y))
+    for a, z, y in out:
+        x[:, :, a:z].copy_(y)
 
 
 @torch.no_grad()
 def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = PAPER_BAND,
                  kernel: tuple[int, int] = PAPER_KERNEL, sigma: float = PAPER_SIGMA, feather: float = 0.0,
-                 inplace: bool = False) -> torch.Tensor:
+                 inplace: bool = False, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Anisotropic Gaussian on ±`band` px around the seams of a `patch`-sized grid (see module doc).
 
     `image` is B×C×H×W (or C×H×W); `patch` an int or (patch_h, patch_w); `kernel` = (across, along) taps
-    in the paper's numbers. `band` is clamped to half a patch. Returns a new tensor unless `inplace`.
+    in the paper's numbers. `band` is clamped to half a patch. `offset` = (rows, cols) by which the image
+    starts inside the grid (a crop of a padded grid: seams at k·patch - offset). New tensor unless `inplace`.
     """
     squeeze = image.dim() == 3
     x = image.unsqueeze(0) if squeeze else image
@@ -98,6 +101,6 @@ def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = 
         x = x.clone()
     across, along = gaussian_taps(kernel[0], sigma), gaussian_taps(kernel[1], sigma)
     if band > 0:
-        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather)  # horizontal seams
-        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather)  # vertical seams
+        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0])  # horizontal seams
+        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1])  # vertical
     return x[0] if squeeze else x
