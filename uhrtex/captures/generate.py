@@ -1,15 +1,15 @@
 """Render a planned set of captures (subjects x lightings x cameras) into a CaptureStore, resumably.
 
 Store keys are planned before rendering (`s0003__l01__c00`), so a re-run skips finished captures
-without rendering them again. Renderers: `builtin` (uhrtex.captures.render), `blender`
-(uhrtex.captures.blender), `placeholder` (smooth random maps, for I/O tests only).
+without rendering them again; the renderer's own descriptive ids (e.g. lighting `studio_r090`) are
+kept in `meta["renderer_ids"]`. Renderers: `builtin` (uhrtex.captures.render), `blender`
+(uhrtex.captures.blender), `placeholder` (smooth random maps: I/O benchmarks and smoke tests only).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -45,14 +45,7 @@ def renderer(name: str) -> Callable[..., Capture]:
     """`render_capture(subject_seed, lighting, camera_seed, resolution, **kwargs) -> Capture` of a renderer."""
     if name not in RENDERER_MODULES:
         raise ValueError(f"unknown renderer '{name}'; choose one of {', '.join(RENDERER_MODULES)}")
-    try:
-        return importlib.import_module(RENDERER_MODULES[name]).render_capture
-    except ModuleNotFoundError as e:
-        if name == "builtin" and e.name == RENDERER_MODULES["builtin"]:
-            warnings.warn("the built-in renderer (uhrtex.captures.render) is not available yet; "
-                          "rendering placeholder captures (smooth random maps)", stacklevel=2)
-            return importlib.import_module(RENDERER_MODULES["placeholder"]).render_capture
-        raise
+    return importlib.import_module(RENDERER_MODULES[name]).render_capture
 
 
 def _with_planned_ids(capture: Capture, item: PlannedCapture) -> Capture:

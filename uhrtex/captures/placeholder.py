@@ -1,7 +1,7 @@
-"""TEMPORARY stand-in for `uhrtex.captures.render.render_capture` until the built-in renderer lands.
+"""Renderer `placeholder`: a valid Capture of smooth random maps in an ellipse mask, in milliseconds.
 
-Produces a valid Capture with smooth random maps (an ellipse "face" mask); no geometry or shading.
-Delete this file once `uhrtex/captures/render.py` exists.
+Not a face (no geometry, no shading): for I/O benchmarks and smoke tests that need a store quickly
+(`renderer: placeholder`). Real data comes from `render.py` (builtin) or the Blender path.
 """
 
 from __future__ import annotations
