@@ -295,8 +295,15 @@ class CaptureStore:
         return {n: dequantize(self.read_codes(key, n, box)) for n in self._names(names)}
 
     def global_sizes(self, key: str) -> list[int]:
-        group = self._group(key)["group"]
-        return sorted(int(n[len(GLOBAL):]) for n, g in group.groups() if n.startswith(GLOBAL) and g.attrs.get("complete"))
+        entry = self._group(key)
+        if "levels" not in entry:  # listed once per handle: read_global runs once per sample
+            entry["levels"] = sorted(int(n[len(GLOBAL):]) for n, g in entry["group"].groups()
+                                     if n.startswith(GLOBAL) and g.attrs.get("complete"))
+        return list(entry["levels"])
+
+    def _refreshed_levels(self, key: str) -> list[int]:
+        self._group(key).pop("levels", None)  # another process may have built it since
+        return self.global_sizes(key)
 
     def read_global(self, key: str, size: int, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
         """{name: float32 C x size x size}, area-downsampled; built and cached in the store on first use."""
@@ -304,7 +311,7 @@ class CaptureStore:
         level = f"{GLOBAL}{int(size)}"
         if tuple(self.size(key)) == (size, size):
             return self.read(key, names)
-        if int(size) not in self.global_sizes(key):
+        if int(size) not in self.global_sizes(key) and int(size) not in self._refreshed_levels(key):
             if self.mode == "a":
                 self.ensure_global(key, size)
             else:  # read-only: compute on the fly (correct, but decodes full frames every time)
