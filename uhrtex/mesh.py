@@ -1,8 +1,8 @@
 """Head meshes and cameras for unwrapping: OBJ (with UVs) and camera-JSON input, checks with one-line errors.
 
-Mesh: `Mesh(verts V×3, faces F×3, uvs T×2, faces_uv F×3)` — positions and UVs keep separate index
-buffers, as in OBJ (`f v/vt[/vn]`), so UV seams need no duplicated vertices. UV (0, 0) is the bottom-left
-of the texture image (OBJ and nvdiffrast convention).
+Mesh: `Mesh(verts V×3, faces F×3, uvs T×2, faces_uv F×3)` — positions and UVs may keep separate index
+buffers (as nvdiffrast's tri_pos / tri_uv); meshes read from OBJ share one (a vertex per v/vt pair). UV
+(0, 0) is the bottom-left of the texture image (OBJ and nvdiffrast convention).
 
 Camera JSON: the capture camera (`uhrtex.captures.format.Camera.to_dict()`), OpenCV convention::
 
@@ -23,12 +23,9 @@ import numpy as np
 import torch
 
 from uhrtex.captures.format import Camera, CaptureError
+from uhrtex.captures.heads.mesh import MeshError  # one error type for meshes, shared with the captures
 
 __all__ = ["Mesh", "MeshError", "load_obj", "load_camera", "check_camera", "Camera"]
-
-
-class MeshError(ValueError):
-    """A mesh or camera that cannot be used; the message is one line: file, problem, fix."""
 
 
 @dataclass
@@ -38,80 +35,38 @@ class Mesh:
     uvs: torch.Tensor  # T×2 float32
     faces_uv: torch.Tensor  # F×3 int64 into uvs
     name: str = "mesh"
+    normals: torch.Tensor | None = None  # V×3 smooth vertex normals (when faces == faces_uv)
+    tangents: torch.Tensor | None = None  # V×4 (xyz, handedness), for normal-mapped export
 
     def corners(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-corner positions and UVs (3F×3, 3F×2): the unindexed mesh, triangle f = corners 3f..3f+2."""
         return self.verts[self.faces.flatten()], self.uvs[self.faces_uv.flatten()]
 
-
-def _parse_index(tok: str, n: int, path, lineno: int) -> int:
-    i = int(tok)
-    i = i - 1 if i > 0 else n + i  # OBJ is 1-based; negative indices count back from the last one read
-    if not 0 <= i < n:
-        raise MeshError(f"{path}:{lineno}: index {tok} is out of range ({n} defined so far); fix or re-export the OBJ")
-    return i
+    @classmethod
+    def from_head(cls, head, name: str = "head") -> "Mesh":
+        """A `uhrtex.captures.heads.HeadMesh` (one index buffer for positions and UVs)."""
+        tri = head.tri.long()
+        return cls(head.verts.float(), tri, head.uv.float(), tri, name, head.normals.float(), head.tangents.float())
 
 
 def load_obj(path: str | Path) -> Mesh:
-    """Read an OBJ with texture coordinates (polygons are fan-triangulated)."""
+    """Read an OBJ with texture coordinates (the captures' reader: polygons fan-triangulated, one vertex per
+    v/vt/vn triple, smooth normals + UV tangents computed). One-line MeshError for anything unusable."""
+    from uhrtex.captures.heads.mesh import read_obj
+
     path = Path(path)
-    if not path.is_file():
-        raise MeshError(f"{path}: mesh file does not exist; pass an OBJ with UVs (--mesh)")
-    if path.suffix.lower() != ".obj":
+    if path.is_file() and path.suffix.lower() != ".obj":
         raise MeshError(f"{path}: unsupported mesh format '{path.suffix}'; export the head as .obj with UVs")
-    verts, uvs, faces, faces_uv = [], [], [], []
     try:
-        text = path.read_text(errors="strict")
-    except UnicodeDecodeError:
-        raise MeshError(f"{path}: not a text OBJ file (binary or corrupt); re-export it as OBJ") from None
-    no_uv_face = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            if parts[0] == "v":
-                verts.append([float(p) for p in parts[1:4]])
-            elif parts[0] == "vt":
-                uvs.append([float(p) for p in parts[1:3]])
-            elif parts[0] == "f":
-                ids = [p.split("/") for p in parts[1:]]
-                if len(ids) < 3:
-                    raise MeshError(f"{path}:{lineno}: a face needs at least 3 vertices; fix or re-export the OBJ")
-                if any(len(t) < 2 or not t[1] for t in ids):
-                    no_uv_face += 1
-                    continue
-                v = [_parse_index(t[0], len(verts), path, lineno) for t in ids]
-                t = [_parse_index(t[1], len(uvs), path, lineno) for t in ids]
-                for k in range(1, len(ids) - 1):
-                    faces.append([v[0], v[k], v[k + 1]])
-                    faces_uv.append([t[0], t[k], t[k + 1]])
-        except ValueError as e:
-            if isinstance(e, MeshError):
-                raise
-            raise MeshError(f"{path}:{lineno}: cannot parse {parts[0]!r} line ({e}); fix or re-export the OBJ") from None
-    if not verts or (not faces and not no_uv_face):
-        raise MeshError(f"{path}: no vertices/faces found; is this an OBJ mesh?")
-    if not uvs or no_uv_face:
-        raise MeshError(f"{path}: mesh has no UV coordinates ({no_uv_face} faces without vt); unwrap the head in a "
-                        "DCC tool (or use the HRN/BFM mesh, which carries UVs) and export the OBJ with UVs")
-    v = torch.tensor(verts, dtype=torch.float32)
-    uv = torch.tensor(uvs, dtype=torch.float32)
-    if v.shape[1] != 3 or uv.shape[1] != 2 or not torch.isfinite(v).all() or not torch.isfinite(uv).all():
-        raise MeshError(f"{path}: vertices must be 3 finite numbers and UVs 2; fix or re-export the OBJ")
-    return Mesh(v, torch.tensor(faces, dtype=torch.int64), uv, torch.tensor(faces_uv, dtype=torch.int64), path.stem)
-
-
-def save_obj(path: str | Path, mesh: Mesh, mtl: str | None = None) -> None:
-    """Write `mesh` as OBJ (v, vt, f v/vt), optionally referencing a material library."""
-    from uhrtex.io import write_bytes_atomic
-
-    lines = [f"mtllib {mtl}", "usemtl material0"] if mtl else []
-    lines += [f"v {x:.7g} {y:.7g} {z:.7g}" for x, y, z in mesh.verts.tolist()]
-    lines += [f"vt {u:.7g} {v:.7g}" for u, v in mesh.uvs.tolist()]
-    f = (np.stack([mesh.faces.numpy(), mesh.faces_uv.numpy()], -1) + 1).reshape(-1, 6)
-    lines += [f"f {a}/{b} {c}/{d} {e}/{g}" for a, b, c, d, e, g in f.tolist()]
-    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+        head = read_obj(path)
+    except MeshError:
+        raise
+    except (ValueError, IndexError, RuntimeError) as e:
+        msg = " ".join(str(e).split())[:120]
+        raise MeshError(f"{path}: not a valid OBJ mesh ({type(e).__name__}: {msg}); fix or re-export it") from None
+    if not torch.isfinite(head.verts).all() or not torch.isfinite(head.uv).all():
+        raise MeshError(f"{path}: vertices or UVs contain NaN/Inf; fix or re-export the OBJ")
+    return Mesh.from_head(head, path.stem)
 
 
 def load_camera(path: str | Path) -> Camera:

@@ -64,3 +64,12 @@ def _uv_image(mesh: Mesh, cam: Camera) -> torch.Tensor:
     rast, _ = r.rasterize(_clip(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width), grad_db=False)
     uv, _ = r.interpolate(mesh.uvs[None].contiguous(), rast, mesh.faces_uv.int())
     return uv.flip(1)[0].permute(2, 0, 1).contiguous()
+
+
+def save_obj(path, mesh: Mesh) -> None:
+    """Minimal OBJ writer for test meshes with separate position/UV indices."""
+    lines = [f"v {x:.7g} {y:.7g} {z:.7g}" for x, y, z in mesh.verts.tolist()]
+    lines += [f"vt {u:.7g} {v:.7g}" for u, v in mesh.uvs.tolist()]
+    f = (torch.stack([mesh.faces, mesh.faces_uv], -1) + 1).reshape(-1, 6)
+    lines += [f"f {a}/{b} {c}/{d} {e}/{g}" for a, b, c, d, e, g in f.tolist()]
+    open(path, "w").write("\n".join(lines) + "\n")
