@@ -350,6 +350,41 @@ def flat_template(resolution: int, names: Mapping[str, int] | None = None) -> di
             for k, n in names.items()}
 
 
+TEMPLATE_SEED = 0
+TEMPLATE_MELANIN = 0.13  # a mid skin tone (subjects span ~0.03 .. 0.6); the blend re-tones it anyway
+
+
+def head_template(resolution: int, max_resolution: int = 1024) -> tuple[Mesh, dict[str, torch.Tensor]]:
+    """The neutral-tone procedural head in the unified UV space: its mesh and textures (top-down, resolution²).
+
+    Textures are generated at ≤ max_resolution and upsampled: the template only fills what the photo did
+    not see, so it needs no 4K detail (and generating it would cost more than the reconstruction)."""
+    import dataclasses
+
+    from uhrtex.captures.heads import Subject, build_mesh, make_textures
+
+    s = dataclasses.replace(Subject.from_seed(TEMPLATE_SEED), melanin=TEMPLATE_MELANIN, freckles=0.0)
+    r = min(int(resolution), int(max_resolution))
+    tex = make_textures(s, r)
+    if r != resolution:
+        tex = {k: F.interpolate(v[None], size=(resolution, resolution), mode="bilinear", align_corners=False)[0]
+               for k, v in tex.items()}
+    return Mesh.from_head(build_mesh(s), "template_head"), tex
+
+
+def is_unified_layout(mesh: Mesh) -> bool:
+    """Whether `mesh` carries the procedural heads' unified UV layout (then the head template fits it)."""
+    from uhrtex.captures.heads import DEFAULT_GRID
+    from uhrtex.captures.heads.mesh import _grid_faces
+
+    nu, nv = DEFAULT_GRID
+    if mesh.uvs.shape[0] != nu * nv or mesh.faces_uv.shape[0] != _grid_faces(nu, nv).shape[0]:
+        return False
+    j, i = torch.meshgrid(torch.arange(nv), torch.arange(nu), indexing="ij")
+    grid = torch.stack([i / (nu - 1), j / (nv - 1)], -1).reshape(-1, 2).float()
+    return bool(torch.allclose(mesh.uvs, grid, atol=1e-4))
+
+
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian on 1×C×H×W via a downsampled copy when sigma is large (cheap at 8K)."""
     if sigma < 0.5:

@@ -1,0 +1,173 @@
+"""Renderer-ready outputs of a reconstruction: a glTF binary (.glb) with a PBR material, and a relit preview.
+
+glTF material (what `write_glb` writes; Blender's glTF importer reads all of it):
+
+* baseColorTexture = albedo (sRGB 8-bit PNG, as glTF expects for base colour).
+* normalTexture = micronormal (tangent space, +X = +u, +Y = +v (image up), (n+1)/2 — glTF's convention).
+  No TANGENT attribute: importers derive MikkTSpace tangents from the UVs, as glTF recommends.
+* metallicRoughnessTexture (glTF: G = roughness, B = metallic): skin is a dielectric, so B = 0 (metallic 0).
+  Roughness comes from the specular map s: r = clamp(R + 0.5·(mean(s) − s), 0.15, 0.9) with R = 0.45, the
+  roughness the training data were rendered with — on average the surface has that roughness, and regions
+  with more specular (oily T-zone, lips) are glossier.
+* KHR_materials_specular: specularTexture (alpha channel) = s, specularColorFactor = 2, so the dielectric
+  F0 = 0.04 · 2 · s = 0.08 · s, exactly the captures' shading (`render.F0_SCALE`).
+
+UVs: glTF's texture origin is the top-left, so TEXCOORD_0 = (u, 1 − v) over top-down PNGs. Positions are in
+the mesh's units times `scale` (the procedural heads use 1 unit = 10 cm; pass scale=0.1 for metres).
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from uhrtex.captures.environments import ROUGHNESS  # the skin roughness the captures are rendered with
+from uhrtex.captures.format import Camera
+from uhrtex.captures.render import F0_SCALE
+from uhrtex.mesh import Mesh
+
+SPECULAR_COLOR_FACTOR = F0_SCALE / 0.04  # glTF's dielectric F0 is 0.04 · factor · s; the captures' is 0.08 · s
+
+
+def roughness_from_specular(spec: torch.Tensor) -> torch.Tensor:
+    """1×H×W specular in [0, 1] -> roughness (see module doc)."""
+    return (ROUGHNESS + 0.5 * (spec.mean() - spec)).clamp(0.15, 0.9)
+
+
+def _png(x: torch.Tensor) -> bytes:
+    """C×H×W float in [0, 1] -> 8-bit PNG bytes (C = 1, 3 or 4)."""
+    from PIL import Image
+
+    arr = (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    buf = _io.BytesIO()
+    Image.fromarray(arr[..., 0] if mode == "L" else arr, mode).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    p = verts.double()[faces]
+    fn = torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # area-weighted
+    n = torch.zeros_like(verts, dtype=torch.float64).index_add_(0, faces.flatten(), fn.repeat_interleave(3, 0))
+    return (n / n.norm(dim=1, keepdim=True).clamp_min(1e-30)).float()
+
+
+def gltf_arrays(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One index buffer for positions, normals and UVs (a glTF vertex per distinct position/UV pair)."""
+    normals = mesh.normals if (mesh.normals is not None and torch.equal(mesh.faces, mesh.faces_uv)) else None
+    normals = normals if normals is not None else _vertex_normals(mesh.verts, mesh.faces)
+    pairs = torch.stack([mesh.faces.flatten(), mesh.faces_uv.flatten()], 1)
+    uniq, index = torch.unique(pairs, dim=0, return_inverse=True)
+    pos = mesh.verts[uniq[:, 0]].numpy().astype(np.float32)
+    nrm = normals[uniq[:, 0]].numpy().astype(np.float32)
+    uv = mesh.uvs[uniq[:, 1]].numpy().astype(np.float32).copy()
+    uv[:, 1] = 1.0 - uv[:, 1]
+    return pos, nrm, uv, index.view(-1).numpy().astype(np.uint32)
+
+
+def glb_bytes(mesh: Mesh, textures: Mapping[str, torch.Tensor], scale: float = 1.0, name: str = "uhrtex_head") -> bytes:
+    import pygltflib as g
+
+    pos, nrm, uv, idx = gltf_arrays(mesh)
+    spec = textures["specular"].float()
+    rough = roughness_from_specular(spec)
+    images = [
+        _png(textures["albedo"]),
+        _png(textures["micronormal"]),
+        _png(torch.cat([torch.ones_like(rough), rough, torch.zeros_like(rough)])),  # R unused, G rough, B metal
+        _png(torch.cat([torch.ones_like(spec).expand(3, -1, -1), spec])),  # KHR_materials_specular reads A
+    ]
+    blobs, views = [], []
+
+    def add(data: bytes, target: int | None = None) -> int:
+        offset = sum(len(b) for b in blobs)
+        blobs.append(data + b"\0" * (-len(data) % 4))  # 4-byte alignment for the next view
+        views.append(g.BufferView(buffer=0, byteOffset=offset, byteLength=len(data), target=target))
+        return len(views) - 1
+
+    v_pos = add(pos.tobytes(), g.ARRAY_BUFFER)
+    v_nrm = add(nrm.tobytes(), g.ARRAY_BUFFER)
+    v_uv = add(uv.tobytes(), g.ARRAY_BUFFER)
+    v_idx = add(idx.tobytes(), g.ELEMENT_ARRAY_BUFFER)
+    v_img = [add(b) for b in images]
+    accessors = [
+        g.Accessor(bufferView=v_pos, componentType=g.FLOAT, count=len(pos), type=g.VEC3,
+                   min=pos.min(0).tolist(), max=pos.max(0).tolist()),
+        g.Accessor(bufferView=v_nrm, componentType=g.FLOAT, count=len(nrm), type=g.VEC3),
+        g.Accessor(bufferView=v_uv, componentType=g.FLOAT, count=len(uv), type=g.VEC2),
+        g.Accessor(bufferView=v_idx, componentType=g.UNSIGNED_INT, count=len(idx), type=g.SCALAR),
+    ]
+    material = g.Material(
+        name=f"{name}_skin",
+        pbrMetallicRoughness=g.PbrMetallicRoughness(baseColorTexture=g.TextureInfo(index=0), metallicFactor=1.0,
+                                                    roughnessFactor=1.0, metallicRoughnessTexture=g.TextureInfo(index=2)),
+        normalTexture=g.NormalMaterialTexture(index=1),
+        extensions={"KHR_materials_specular": {"specularFactor": 1.0, "specularTexture": {"index": 3},
+                                               "specularColorFactor": [SPECULAR_COLOR_FACTOR] * 3}},
+    )
+    gltf = g.GLTF2(
+        asset=g.Asset(version="2.0", generator="uhrtex"),
+        scene=0, scenes=[g.Scene(nodes=[0])],
+        nodes=[g.Node(name=name, mesh=0, scale=[float(scale)] * 3)],
+        meshes=[g.Mesh(name=name, primitives=[g.Primitive(attributes=g.Attributes(POSITION=0, NORMAL=1, TEXCOORD_0=2),
+                                                          indices=3, material=0)])],
+        accessors=accessors, bufferViews=views, buffers=[g.Buffer(byteLength=sum(len(b) for b in blobs))],
+        images=[g.Image(bufferView=v, mimeType="image/png") for v in v_img],
+        samplers=[g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE,
+                            wrapT=g.CLAMP_TO_EDGE)],
+        textures=[g.Texture(sampler=0, source=i) for i in range(len(images))],
+        materials=[material], extensionsUsed=["KHR_materials_specular"],
+    )  # fmt: skip
+    gltf.set_binary_blob(b"".join(blobs))
+    out = gltf.save_to_bytes()
+    return b"".join(out) if isinstance(out, (list, tuple)) else bytes(out)
+
+
+def write_glb(path: str | os.PathLike, mesh: Mesh, textures: Mapping[str, torch.Tensor], scale: float = 1.0) -> None:
+    from uhrtex.io import write_bytes_atomic
+
+    write_bytes_atomic(path, glb_bytes(mesh, textures, scale))
+
+
+# ------------------------------------------------------------------------------------------ preview
+
+
+def render_preview(mesh: Mesh, textures: Mapping[str, torch.Tensor], camera: Camera, lightings: Sequence[str],
+                   size: int = 512, device="cpu") -> torch.Tensor:
+    """The textured mesh shaded under each environment (captures' renderer), side by side: 3×size×(n·size)."""
+    from uhrtex.captures.environments import load_environment
+    from uhrtex.captures.heads.mesh import HeadMesh, uv_tangents
+    from uhrtex.captures.render import geometry_buffers, gl_view_rotation, shade
+    from uhrtex.maps import TEXTURE, encode_normal
+    from uhrtex.raster import Renderer
+
+    # The renderer wants one index buffer with smooth normals and UV tangents.
+    pos, nrm, uv, idx = gltf_arrays(mesh)
+    verts, normals = torch.from_numpy(pos), torch.from_numpy(nrm)
+    uvs = torch.from_numpy(uv).clone()
+    uvs[:, 1] = 1 - uvs[:, 1]
+    tri = torch.from_numpy(idx.astype(np.int64)).view(-1, 3).int()
+    head = HeadMesh(verts, uvs, tri, normals, uv_tangents(verts, uvs, tri, normals))
+
+    class _Asset:  # what geometry_buffers reads
+        pass
+
+    asset = _Asset()
+    asset.mesh = head
+    cam = camera.scaled(size, round(size * camera.height / camera.width))
+    renderer = Renderer("auto", device)
+    buf = geometry_buffers(asset, cam, renderer)
+    tex = torch.cat([textures[k].float() for k in TEXTURE.names]).flip(-2).permute(1, 2, 0)[None].contiguous()
+    sampled = renderer.texture(tex, buf["uv"].clamp(0, 1)[None].contiguous(), filter_mode="linear",
+                               boundary_mode="clamp")[0].permute(2, 0, 1)
+    mask = buf["mask"].permute(2, 0, 1)
+    n = buf["normal"] / buf["normal"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    maps = {k: v[0] * mask for k, v in TEXTURE.split(sampled[None]).items()}
+    maps["normal"] = (encode_normal(n @ gl_view_rotation(cam).T).permute(2, 0, 1) * mask).clamp(0, 1)
+    maps["mask"] = mask
+    panels = [shade(maps, buf["tangent"], cam, load_environment(name, device)) for name in lightings]
+    return torch.cat(panels, dim=-1)
