@@ -9,9 +9,10 @@ Lighting ids (valid store-key parts):
 
 An `Environment` is an equirectangular linear-radiance map in *Blender's* world orientation, so the
 Blender path can use the very same image: our world is y-up with the face towards +z; a world
-direction (x, y, z) is Blender's (x, -z, y); Blender's equirect lookup is u = atan2(dy, -dx) / 2pi
-+ 0.5, v = atan2(dz, hypot(dx, dy)) / pi + 0.5 (Blender axes), after rotating the direction by the
-lighting's angle about Blender's z (a Mapping node on the Generated coordinate, in the scene).
+direction (x, y, z) is Blender's (x, -z, y); Blender's equirect lookup is u = 0.5 - atan2(dy, dx) /
+2pi, v = 0.5 + atan2(dz, hypot(dx, dy)) / pi (Blender axes; checked against a Cycles render), after
+rotating the direction by the lighting's angle about Blender's z (a Mapping node on the Generated
+coordinate, in the scene).
 
 Shading helpers (both documented approximations of Cycles' Principled BSDF, no visibility):
 * diffuse: irradiance from the map's 9-coefficient spherical-harmonics projection (Ramamoorthi &
@@ -139,10 +140,10 @@ def _equirect_dirs(H: int, W: int, device=None) -> torch.Tensor:
     """Unit directions (Blender axes) at texel centres of an equirect map (row 0 = top): 3 x H x W."""
     u = (torch.arange(W, device=device, dtype=torch.float64) + 0.5) / W
     v = 1 - (torch.arange(H, device=device, dtype=torch.float64) + 0.5) / H
-    lon = (u - 0.5) * 2 * math.pi  # atan2(dy, -dx)
+    lon = (0.5 - u) * 2 * math.pi  # atan2(dy, dx)
     lat = (v - 0.5) * math.pi
     lat, lon = torch.meshgrid(lat, lon, indexing="ij")
-    return torch.stack([-torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)]).float()
+    return torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)]).float()
 
 
 def to_blender(d: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,7 @@ def sample_equirect(img: torch.Tensor, d_blender: torch.Tensor) -> torch.Tensor:
     """Bilinear lookup (wrap in u, clamp in v) of a 3 x H x W equirect map: [..., 3] dirs -> [..., 3]."""
     C, H, W = img.shape
     d = d_blender / d_blender.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    u = torch.atan2(d[..., 1], -d[..., 0]) / (2 * math.pi) + 0.5
+    u = 0.5 - torch.atan2(d[..., 1], d[..., 0]) / (2 * math.pi)
     v = torch.atan2(d[..., 2], torch.hypot(d[..., 0], d[..., 1])) / math.pi + 0.5
     x, y = u * W - 0.5, (1 - v) * H - 0.5
     x0, y0 = torch.floor(x), torch.floor(y)

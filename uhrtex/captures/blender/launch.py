@@ -1,0 +1,224 @@
+"""Main-process side of the Blender path: write a job, run scene.py under Blender's Python, split its
+multilayer EXR into the ingest folder layout (uhrtex/captures/ingest.py), read it back as a Capture.
+
+    # a procedural head (same asset, camera and lighting ids as the built-in renderer)
+    python -m uhrtex.captures.blender.launch --seed 3 --lighting studio_r090 --resolution 512 --samples 64 OUT
+    # a user's scanned head
+    python -m uhrtex.captures.blender.launch --obj head.obj --albedo a.png --normal n.png --specular s.png \\
+        --lighting city_r000 --resolution 4096 --samples 1024 OUT [--store data/captures/4096]
+
+Blender is found as `$UHRTEX_BLENDER` (a `blender` binary or a Python with bpy), else
+`<repo>/.venv-blender/bin/python` (`make blender-venv`), else `blender` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from uhrtex import io as uio
+from uhrtex.captures.environments import load_environment
+from uhrtex.captures.format import Camera
+from uhrtex.captures.heads import UV_LAYOUT, head_asset
+from uhrtex.captures.heads.mesh import read_obj
+
+SCENE = Path(__file__).with_name("scene.py")
+REPO = Path(__file__).resolve().parents[3]
+RENDER_FILE = "render.exr"
+# multilayer EXR layer -> (ingest file, channels)
+PASSES = {"Combined": ("image", "RGB"), "albedo": ("albedo", "RGB"), "micronormal": ("micronormal", "RGB"),
+          "specular": ("specular", "X"), "uv": ("uv", "RG"), "normal": ("normal", "RGB"), "mask": ("mask", "X")}
+
+
+class BlenderError(RuntimeError):
+    """Blender missing, or a render that failed (one line: what and the fix)."""
+
+
+def find_blender() -> list[str] | None:
+    """The command prefix that runs a script with bpy, or None."""
+    cands = [os.environ.get("UHRTEX_BLENDER"), str(REPO / ".venv-blender/bin/python"), shutil.which("blender")]
+    for c in cands:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            if Path(c).name.startswith("blender"):
+                return [c, "-b", "--factory-startup", "--python-exit-code", "3", "--python"]
+            return [c]
+    return None
+
+
+def run_scene(job: dict, job_path: Path, timeout: float | None = None) -> Path:
+    cmd = find_blender()
+    if cmd is None:
+        raise BlenderError("no Blender found: run `make blender-venv` (bpy 5.0.1 in .venv-blender) or set UHRTEX_BLENDER")
+    job_path.write_text(json.dumps(job, indent=1))
+    argv = cmd + [str(SCENE)] + (["--"] if len(cmd) > 1 else []) + ["--job", str(job_path)]
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    env.pop("PYTHONPATH", None)  # our torch / numpy 2 must not leak into Blender's numpy<2 world
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    out = Path(job["output"])
+    if proc.returncode != 0 or not out.is_file():
+        err = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "uhrtex-blender-error" in ln]
+        tail = err[-1].split(": ", 1)[-1] if err else " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise BlenderError(f"Blender render failed (exit {proc.returncode}): {tail}")
+    return out
+
+
+def read_multilayer(exr: Path) -> dict[str, "np.ndarray"]:
+    """Every channel of every part (Blender 5 writes one part per pass) -> {"<Layer>.<C>": H x W float32}."""
+    import numpy as np
+    import OpenEXR
+
+    try:
+        f = OpenEXR.File(str(exr), separate_channels=True)
+        return {".".join(k.split(".")[-2:]): np.asarray(c.pixels, dtype=np.float32) for part in f.parts for k, c in part.channels.items()}
+    except Exception as e:  # noqa: BLE001 - OpenEXR raises bare RuntimeErrors
+        raise BlenderError(f"{exr}: cannot read Blender's EXR ({' '.join(str(e).split())[:120]}); re-render") from e
+
+
+def split_passes(exr: Path, folder: Path) -> None:
+    """render.exr (multilayer) -> image/albedo/micronormal/specular/uv/normal/mask .exr in `folder`."""
+    import numpy as np
+
+    ch = read_multilayer(exr)
+    for layer, (name, comps) in PASSES.items():
+        missing = [f"{layer}.{c}" for c in comps if f"{layer}.{c}" not in ch]
+        if missing:
+            raise BlenderError(f"{exr}: no channels {missing} (has {sorted(ch)[:12]}); was scene.py's AOV setup changed?")
+        arr = np.stack([ch[f"{layer}.{c}"] for c in comps])
+        uio.write_exr(folder / f"{name}.exr", torch.from_numpy(np.nan_to_num(arr)), half=False)
+
+
+def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting: str, camera: Camera, samples: int = 64,
+                  seed: int = 0, threads: int | None = None, meta: dict | None = None, denoise: bool = False,
+                  max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False) -> Path:
+    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ with UVs and three maps works."""
+    from uhrtex.captures.environments import ROUGHNESS
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    read_obj_check(obj)
+    env = load_environment(lighting)
+    if env.source == "procedural":  # Cycles reads the very map the built-in renderer uses
+        env_path = folder / f"_env_{env.id}.exr"
+        uio.write_exr(env_path, env.radiance, half=False)
+    else:
+        env_path = Path(env.source)
+    job = {"obj": str(Path(obj).resolve()), "albedo": str(Path(albedo).resolve()), "normal": str(Path(normal).resolve()),
+           "specular": str(Path(specular).resolve()), "camera": camera.to_dict(), "samples": int(samples), "seed": int(seed),
+           "threads": threads, "roughness": ROUGHNESS, "ior": 1.5, "max_bounces": int(max_bounces), "denoise": bool(denoise),
+           "environment": {"image": str(env_path.resolve()), "rotation_deg": env.rotation_deg, "strength": env.exposure},
+           "output": str((folder / RENDER_FILE).resolve())}
+    t0 = time.perf_counter()
+    exr = run_scene(job, folder / "_job.json", timeout)
+    seconds = time.perf_counter() - t0
+    split_passes(exr, folder)
+    full_meta = {"subject": re.sub(r"[^A-Za-z0-9.\-]+", "-", Path(obj).stem).strip("-.") or "head", "lighting": env.id, "camera": camera.to_dict(),
+                 "mesh": {"obj": str(obj), "albedo": str(albedo), "normal": str(normal), "specular": str(specular)},
+                 **(meta or {}), "renderer": "blender", "resolution": int(camera.height), "environment": env.meta(),
+                 "blender": {"samples": int(samples), "seed": int(seed), "seconds": round(seconds, 2), "denoise": bool(denoise),
+                             "roughness": ROUGHNESS, "ior": 1.5, "max_bounces": int(max_bounces)}}
+    uio.write_bytes_atomic(folder / "meta.json", json.dumps(full_meta, indent=1).encode())
+    for p in [folder / "_job.json", env_path if env.source == "procedural" else None] + ([] if keep_exr else [exr]):
+        if p is not None and p.exists():
+            p.unlink()
+    return folder
+
+
+def read_obj_check(obj) -> None:
+    """Fail fast, in one line, on a mesh Blender would render without UVs."""
+    read_obj(obj)  # raises MeshError: missing file / no faces / no UVs
+
+
+def export_cached(seed: int, texture_resolution: int, root: Path) -> dict[str, Path]:
+    """Export the procedural head once per (seed, resolution) under root; reuse it afterwards."""
+    from uhrtex.captures.heads.export import export_asset
+
+    d = root / f"head{seed:04d}_{texture_resolution}"
+    meta = d / "asset.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        if info.get("uv_layout") == UV_LAYOUT:
+            return {k: d / v for k, v in info["files"].items()} | {"meta": meta}
+    return export_asset(seed, texture_resolution, d)
+
+
+def render_capture(subject_seed: int, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
+                   samples: int = 64, workdir: str | Path | None = None, keep_folder: bool = False, threads: int | None = None,
+                   timeout: float | None = None, **_):
+    """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture."""
+    import tempfile
+
+    from uhrtex.captures.ingest import read_capture_folder
+    from uhrtex.captures.render import lighting_name, make_camera
+
+    tex_res = int(texture_resolution or resolution)
+    root = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "uhrtex_blender"
+    files = export_cached(int(subject_seed), tex_res, root / "assets")
+    cam, cam_params = make_camera(camera_seed, resolution)
+    asset_meta = head_asset(int(subject_seed), tex_res).meta() | {"files": {k: str(v) for k, v in files.items()}}
+    name = lighting_name(lighting)
+    folder = root / "captures" / f"s{subject_seed:04d}__{name}__c{camera_seed:02d}_{resolution}_{samples}"
+    render_folder(folder, obj=files["obj"], albedo=files["albedo"], normal=files["micronormal"], specular=files["specular"],
+                  lighting=name, camera=cam, samples=samples, seed=int(subject_seed) * 1000 + int(camera_seed), threads=threads,
+                  meta={"subject": asset_meta["subject"], "mesh": asset_meta, "camera_params": cam_params}, timeout=timeout)
+    capture = read_capture_folder(folder)
+    if not keep_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    return capture
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m uhrtex.captures.blender.launch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", help="capture folder to write (ingest layout)")
+    p.add_argument("--seed", type=int, help="procedural head seed (instead of --obj ...)")
+    p.add_argument("--obj")
+    p.add_argument("--albedo")
+    p.add_argument("--normal", help="tangent-space (OpenGL, +v up) normal map")
+    p.add_argument("--specular")
+    p.add_argument("--lighting", default="sky0_r000")
+    p.add_argument("--camera-seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--texture-resolution", type=int)
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--store", help="also ingest the folder into this capture store")
+    a = p.parse_args(argv)
+    from uhrtex.captures.render import make_camera
+
+    try:
+        cam, params = make_camera(a.camera_seed, a.resolution)
+        if a.seed is not None:
+            files = export_cached(a.seed, a.texture_resolution or a.resolution, Path(a.out) / "_asset")
+            obj, alb, nrm, spc = files["obj"], files["albedo"], files["micronormal"], files["specular"]
+            meta = {"subject": f"head{a.seed:04d}", "mesh": head_asset(a.seed, a.texture_resolution or a.resolution).meta()}
+        elif a.obj and a.albedo and a.normal and a.specular:
+            obj, alb, nrm, spc, meta = a.obj, a.albedo, a.normal, a.specular, None
+        else:
+            p.error("give --seed, or all of --obj --albedo --normal --specular")
+        render_folder(a.out, obj=obj, albedo=alb, normal=nrm, specular=spc, lighting=a.lighting, camera=cam,
+                      samples=a.samples, threads=a.threads, meta={**(meta or {}), "camera_params": params})
+        if a.store:
+            from uhrtex.captures.ingest import read_capture_folder
+            from uhrtex.captures.store import CaptureStore
+
+            capture = read_capture_folder(a.out)
+            CaptureStore(a.store, mode="a").write(capture.key, capture)
+            print(f"ingested {capture.key} into {a.store}")
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
