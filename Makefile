@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export OMP_NUM_THREADS ?= 2
 export WANDB_MODE ?= offline
 
-.PHONY: install demo test test-slow test-gpu bench clean
+.PHONY: install demo test test-slow test-gpu bench clean blender-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ test-gpu: install
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The Blender/Cycles capture path: bpy 5.0.1 (Python 3.11 wheels only) pins numpy<2, so it gets its own venv,
+# used as a subprocess by uhrtex.captures.blender. ~30 s from a local mirror, ~400 MB download otherwise.
+BLENDER_VENV ?= .venv-blender
+$(BLENDER_VENV)/.installed:
+	$(shell command -v python3.11 || echo python3.11) -m venv $(BLENDER_VENV)
+	$(BLENDER_VENV)/bin/pip install -q "bpy==5.0.1"
+	touch $@
+
+blender-venv: $(BLENDER_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) logs outputs multirun .pytest_cache
