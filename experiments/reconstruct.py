@@ -1,0 +1,257 @@
+"""Reconstruct Albedo / Micronormal / Specular from one portrait; optionally unwrap them onto a head mesh.
+
+    python -m experiments.reconstruct PORTRAIT --ckpt DIR|BUNDLE --out DIR
+        [--mesh head.obj --camera cam.json] [--unwrap optimize|direct|splat|none] [--patch-batch N]
+        [--exr] [--crop-face] [--uv-size N] [--device auto|cpu|cuda]
+
+Writes into DIR (see docs/reconstruction.md): albedo.png (sRGB 8-bit), micronormal.png, specular.png (16-bit),
+mask.png; with --exr the same as EXR (albedo linear); when unwrapping uv_albedo.png, uv_micronormal.png,
+uv_specular.png, uv_coverage.png, head.glb (PBR material) and preview.png (the textured head under two
+environments); manifest.json last. Everything is written to a staging folder beside DIR and moved in only
+when complete, so a crash leaves no partial output. Bad input: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from uhrtex import io as uio
+from uhrtex.bundle import CheckpointError
+from uhrtex.face_crop import FaceNotFoundError, crop_face
+from uhrtex.mesh import Camera, Mesh, MeshError, check_camera, load_camera, load_obj
+from uhrtex.pipeline import InputError, Reconstructor
+from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
+
+USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError)
+TEMPLATE_HEAD_SCALE = 0.1  # procedural heads: 1 unit = 10 cm -> metres in the .glb
+
+
+class UsageError(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments.reconstruct", description=__doc__.splitlines()[0])
+    p.add_argument("portrait", help="the portrait (PNG/JPEG/TIFF 8/16-bit, or linear EXR)")
+    p.add_argument("--ckpt", required=True, help="folder with uv_normal.ckpt gde.ckpt hfdr.ckpt (or the stage runs' "
+                   "logs/ folder), or a bundle file from Reconstructor.export_bundle")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mesh", help="head mesh: OBJ with UVs (its UV space receives the textures)")
+    p.add_argument("--camera", help="camera JSON of the portrait for --mesh (OpenCV; see docs/reconstruction.md)")
+    p.add_argument("--unwrap", choices=(*METHODS, "none"), default=None,
+                   help="default: optimize with a mesh on CUDA, direct with a mesh on CPU, splat without a mesh")
+    p.add_argument("--patch-batch", type=int, default=8, help="HFDR patches per forward (memory ~ this)")
+    p.add_argument("--exr", action="store_true", help="also write half-float EXR maps")
+    p.add_argument("--crop-face", action="store_true", help="detect the face, crop a square around it, resize to the "
+                   "model's input size (reports the upscale)")
+    p.add_argument("--uv-size", type=int, default=None, help="UV texture side (default: the model's input size)")
+    p.add_argument("--cascade-top", type=int, default=None, help="optimize: finest cascade level (paper 8192 for a "
+                   "4096 texture; default 2× uv-size on CUDA, uv-size on CPU)")
+    p.add_argument("--template", choices=("auto", "head", "flat"), default="auto",
+                   help="texture for unseen texels: the neutral procedural head (unified UV layout) or flat skin")
+    p.add_argument("--input-size", type=int, default=None, help="preset input size, if the checkpoints lack it")
+    p.add_argument("--no-seams", action="store_true", help="skip seam smoothing (ablation)")
+    p.add_argument("--preview-size", type=int, default=512)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    return p
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return dev
+
+
+def read_portrait(path: str) -> torch.Tensor:
+    """3×H×W sRGB in [0, 1]. RGBA: alpha dropped (warning); 16-bit: scaled; EXR: linear -> sRGB, clipped."""
+    image = uio.read_image(path, channels=3, alpha="drop", gray="error")
+    if Path(path).suffix.lower() == ".exr":
+        hi = float(image.max())
+        if hi > 1:
+            warnings.warn(f"{path}: linear values up to {hi:.3g} are clipped to 1 (expose the EXR down first)", stacklevel=2)
+        image = uio.linear_to_srgb(image).clamp_(0, 1)
+    return image
+
+
+def cropped_camera(cam: Camera, src_hw: tuple[int, int], crop: tuple[int, int, int], size: int) -> Camera:
+    """The portrait's camera for the square crop (x0, y0, side) resized to size²."""
+    cam = cam if (cam.height, cam.width) == src_hw else cam.scaled(src_hw[1], src_hw[0])
+    x0, y0, side = crop
+    s = size / side
+    return Camera(cam.fx * s, cam.fy * s, (cam.cx - x0) * s, (cam.cy - y0) * s, size, size, cam.world_to_camera, cam.id)
+
+
+def _publish(staging: Path, out: Path, files: list[str]) -> None:
+    """Move the finished outputs into `out` (the whole folder at once when `out` does not exist yet)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for name in files:  # manifest.json is last in `files`: it marks a complete set
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Writer:
+    def __init__(self, root: Path):
+        self.root, self.files = root, []
+
+    def png(self, name: str, x: torch.Tensor, bits: int) -> None:
+        uio.write_png(self.root / name, x.float().clamp(0, 1), bits=bits)
+        self.files.append(name)
+
+    def exr(self, name: str, x: torch.Tensor) -> None:
+        uio.write_exr(self.root / name, x.float(), half=True)
+        self.files.append(name)
+
+    def bytes(self, name: str, data: bytes) -> None:
+        uio.write_bytes_atomic(self.root / name, data)
+        self.files.append(name)
+
+
+def _maps_out(w: _Writer, prefix: str, maps: dict[str, torch.Tensor], exr: bool) -> None:
+    w.png(f"{prefix}albedo.png", maps["albedo"], 8)
+    w.png(f"{prefix}micronormal.png", maps["micronormal"], 16)
+    w.png(f"{prefix}specular.png", maps["specular"], 16)
+    if exr:
+        w.exr(f"{prefix}albedo.exr", uio.srgb_to_linear(maps["albedo"]))  # EXR colour is linear
+        w.exr(f"{prefix}micronormal.exr", maps["micronormal"])
+        w.exr(f"{prefix}specular.exr", maps["specular"])
+
+
+def run(args: argparse.Namespace) -> dict:
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if bool(args.mesh) != bool(args.camera):
+        raise UsageError("--mesh and --camera go together (the camera says where the mesh is in the portrait)")
+    if args.unwrap in ("optimize", "direct") and not args.mesh:
+        raise UsageError(f"--unwrap {args.unwrap} needs --mesh and --camera; use --unwrap splat without a mesh")
+    if args.patch_batch < 1:
+        raise UsageError("--patch-batch must be ≥ 1")
+    device = _device(args.device)
+    # Everything that can be wrong with the inputs is checked before any compute and any output.
+    rec = Reconstructor.load(args.ckpt, patch_batch=args.patch_batch, device=device, input_size=args.input_size)
+    if args.no_seams:
+        rec.seams.enabled = False
+    image = read_portrait(args.portrait)
+    src_hw = tuple(image.shape[-2:])
+    crop_info = None
+    if args.crop_face:
+        image, crop_info = crop_face(image, rec.input_size, name=args.portrait)
+    image = rec.check_image(image, args.portrait)
+    mesh = camera = None
+    if args.mesh:
+        mesh, camera = load_obj(args.mesh), load_camera(args.camera)
+        if crop_info is not None:
+            camera = cropped_camera(camera, src_hw, crop_info.crop, rec.input_size)
+        h, w = image.shape[-2:]
+        if abs(camera.width / camera.height - w / h) > 0.01 * w / h:
+            raise MeshError(f"{args.camera}: camera is {camera.width}x{camera.height} but the portrait is {w}x{h}; "
+                            "the camera does not match the portrait")
+        camera = camera.scaled(w, h) if (camera.width, camera.height) != (w, h) else camera
+        check_camera(mesh, camera, args.camera)
+    method = args.unwrap or (("optimize" if device.type == "cuda" else "direct") if mesh is not None else "splat")
+
+    timings = {}
+    result = rec(image, progress=True, name=args.portrait)
+    timings.update(rec.timings)
+    tex_maps = {k: result[k] for k in ("albedo", "micronormal", "specular")}
+    mask = rec.full_res(result, "mask_pred")
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+    try:
+        w = _Writer(staging)
+        _maps_out(w, "", tex_maps, args.exr)
+        w.png("mask.png", mask, 8)
+        unwrap_info = None
+        if method != "none":
+            t0 = time.perf_counter()
+            uv_size = int(args.uv_size or rec.input_size)
+            top = args.cascade_top or (2 * uv_size if device.type == "cuda" else uv_size)
+            opts = UnwrapOptions(resolution=uv_size, top_resolution=top)
+            template_head = None
+            use_head = args.template == "head" or (args.template == "auto" and (mesh is None or is_unified_layout(mesh)))
+            if use_head:
+                template_head, template = head_template(uv_size)
+            else:
+                template = flat_template(uv_size)
+            steps = None
+            if method == "optimize":
+                from tqdm.auto import tqdm
+
+                n_levels = max(1, (top // min(opts.start_resolution, top)).bit_length())
+                steps = tqdm(total=n_levels * opts.steps, desc="unwrap (optimize)", unit="step", leave=False)
+            try:
+                res = unwrap(tex_maps, mask, method, mesh=mesh, camera=camera, uv=result["uv_pred"], options=opts,
+                             template=template, progress=steps.update if steps else None)
+            finally:
+                if steps is not None:
+                    steps.close()
+            timings["unwrap"] = time.perf_counter() - t0
+            _maps_out(w, "uv_", res.textures, args.exr)
+            w.png("uv_coverage.png", res.coverage, 8)
+            # The mesh the UV textures belong to: the user's, or (splat: unified UV space) the template head.
+            glb_mesh, scale = (mesh, 1.0) if mesh is not None else (template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE)
+            from uhrtex.export import glb_bytes, render_preview
+
+            t0 = time.perf_counter()
+            w.bytes("head.glb", glb_bytes(glb_mesh, res.textures, scale))
+            if camera is None:
+                from uhrtex.captures.render import make_camera
+
+                camera, _ = make_camera(0, args.preview_size, jitter=False)  # frontal view of the template head
+            from uhrtex.captures.environments import default_lightings
+
+            lightings = default_lightings(2)
+            w.png("preview.png", render_preview(glb_mesh, res.textures, camera, lightings, args.preview_size), 8)
+            timings["export"] = time.perf_counter() - t0
+            unwrap_info = {"method": method, "uv_size": uv_size, "template": "head" if use_head else "flat",
+                           "preview_lightings": lightings, **res.stats}
+        g = result["geometry"]
+        manifest = {
+            "portrait": str(Path(args.portrait).resolve()), "checkpoints": str(Path(args.ckpt).resolve()),
+            "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
+            "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
+            "face_crop": crop_info.to_dict() if crop_info else None, "seam_smoothing": not args.no_seams,
+            "unwrap": unwrap_info, "device": str(device), "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "total_s": round(time.perf_counter() - t_start, 3), "files": sorted(w.files),
+        }
+        w.bytes("manifest.json", json.dumps(manifest, indent=1).encode())
+        _publish(staging, out, w.files)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        manifest = run(args)
+    except (UsageError, *USER_ERRORS) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    crop = manifest["face_crop"]
+    note = f" (face crop upscaled {crop['upscale']:.2f}x)" if crop else ""
+    print(f"wrote {len(manifest['files'])} files to {args.out} in {manifest['total_s']:.1f} s{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
