@@ -27,7 +27,7 @@ from uhrtex import io as uio
 from uhrtex.captures.format import Capture
 from uhrtex.captures.generate import plan, renderer
 from uhrtex.captures.ingest import map_file, write_capture_folder
-from uhrtex.captures.store import CaptureStore
+from uhrtex.captures.store import CaptureStore, default_chunk
 from uhrtex.maps import CAPTURE
 
 
@@ -137,7 +137,7 @@ def main() -> None:
         "ratio": round(store_rate / decode_rate, 1),
         "size": args.size, "patch": args.patch, "channels": CAPTURE.channels, "captures": len(keys),
         "renderer": name, "store_patches": args.store_patches, "decode_patches": args.decode_patches,
-        "identical_values": same, "store_layout": f"uint16, chunks {store.chunk}², {store.compressor}", **sizes,
+        "identical_values": same, "store_layout": f"uint16, chunks {default_chunk(args.size)}², blosc-{store.compressor}", **sizes,
         "threads": torch.get_num_threads(), "load_avg_1min": round(os.getloadavg()[0], 2),
     }))
 

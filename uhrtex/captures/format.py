@@ -231,9 +231,10 @@ class Capture:
             if tuple(m.shape[1:]) != size:
                 raise CaptureError(f"{where}: map '{n}' is {m.shape[1]}x{m.shape[2]}, the image is {size[0]}x{size[1]}; "
                                    "all maps must have the same size")
-            if not torch.isfinite(m).all():
+            a = m.detach().cpu().numpy()  # numpy: torch's thread pool costs more than these reductions
+            if not np.isfinite(a).all():
                 raise CaptureError(f"{where}: map '{n}' contains NaN or Inf")
-            lo, hi = float(m.min()), float(m.max())
+            lo, hi = float(a.min()), float(a.max())
             if lo < 0 or hi > 1:
                 raise CaptureError(f"{where}: map '{n}' has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
                                    "encode normals as (n+1)/2 and clamp/tonemap colour")

@@ -4,14 +4,14 @@ Layout (one group per capture, key `<subject>__<lighting>__<camera>`):
 
     <root>/zarr.json                       attrs {"uhrtex_captures": 1}
     <root>/<key>/zarr.json                 attrs {"meta": {...}, "size": [H, W], "complete": true, ...}
-    <root>/<key>/<map>                     uint16 C x H x W, chunks C x 256 x 256, blosc-lz4 (byte shuffle)
+    <root>/<key>/<map>                     uint16 C x H x W, chunks C x 256² (default_chunk), blosc-lz4 + shuffle
     <root>/<key>/global_<g>/<map>          uint16 C x g x g: the area-downsampled level read by read_global
     <root>/_partial.<key>.<id>             a write in progress (never listed; removed when that key is written)
 
 Every map is stored as 16-bit codes k / 65535 (see `format.quantize`): 8/16-bit PNG input is stored
 exactly, float renderer output within half a step (7.6e-6), and whatever `read` returns, `write`
-stores again bit for bit. A 512² patch at a random offset touches 3 x 3 chunks per map (2.25x read
-amplification, no full-frame decode).
+stores again bit for bit. A 512² patch at a random offset touches at most 3 x 3 chunks per map (2.25x read
+amplification on average, no full-frame decode).
 
 Atomic writes: a capture is written under a `_partial.` name and renamed to its key when complete
 (local: one `os.rename`; object stores: copy, then the `complete` attribute is set last). `keys()`
@@ -58,6 +58,15 @@ def _compressor(name: str):
     raise StoreError(f"unknown compressor '{name}'; use lz4, zstd or none")
 
 
+def default_chunk(size: int) -> int:
+    """Chunk side for a size² frame: size/8 (the patch side) clamped to [64, 256]: 4096 -> 256, 512 -> 64.
+
+    A random patch then touches at most 3 x 3 chunks (2.25x reads on average at 4096², 64²-patches at 512²
+    likewise), and chunks stay big enough that per-chunk overhead does not dominate.
+    """
+    return int(min(256, max(64, size // 8)))
+
+
 def area_downsample(codes: np.ndarray, size: int) -> np.ndarray:
     """uint16 C x H x W codes -> uint16 C x size x size (area average of the dequantised values).
 
@@ -78,12 +87,12 @@ class CaptureStore:
     Picklable (DataLoader workers): zarr handles are opened lazily in each process.
     """
 
-    def __init__(self, url: str | os.PathLike, mode: str = "r", chunk: int = 256, compressor: str = "lz4",
+    def __init__(self, url: str | os.PathLike, mode: str = "r", chunk: int | None = None, compressor: str = "lz4",
                  storage_options: dict | None = None):
         if mode not in ("r", "a"):
             raise StoreError(f"capture store mode '{mode}' is not 'r' or 'a'")
         self.url = str(url)
-        self.mode, self.chunk, self.compressor = mode, int(chunk), compressor
+        self.mode, self.chunk, self.compressor = mode, chunk, compressor
         self.storage_options = dict(storage_options or {})
         self._root = None
         self._keys: list[str] | None = None
@@ -326,7 +335,8 @@ class CaptureStore:
 
     def _create(self, group, name: str, codes: np.ndarray) -> None:
         c, h, w = codes.shape
-        chunks = (c, min(self.chunk, h), min(self.chunk, w))
+        side = self.chunk or default_chunk(max(h, w))
+        chunks = (c, min(side, h), min(side, w))
         arr = group.create_array(name, shape=codes.shape, dtype="uint16", chunks=chunks,
                                  compressors=_compressor(self.compressor), fill_value=0)
         arr[...] = codes
