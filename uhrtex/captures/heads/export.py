@@ -2,8 +2,8 @@
 
     python -m uhrtex.captures.heads.export --seed 3 --res 1024 OUT_DIR
 
-Writes OUT_DIR/head0003.obj (+ .mtl), albedo.png (8-bit sRGB), micronormal.png and specular.png
-(16-bit, linear data), and asset.json (the subject's parameters and the layout version). PNGs are
+Writes OUT_DIR/head0003.obj (+ .mtl), albedo.png (sRGB), micronormal.png and specular.png (linear
+data), all 16-bit, and asset.json (the subject's parameters and the layout version). PNGs are
 top-down, so UV (0, 0) is the bottom-left corner of each image, as OBJ/Blender expect.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from uhrtex.captures.heads import UV_LAYOUT, head_asset
 from uhrtex.captures.heads.mesh import write_obj
 
-MAP_FILES = {"albedo": ("albedo.png", 8), "micronormal": ("micronormal.png", 16), "specular": ("specular.png", 16)}
+MAP_FILES = {"albedo": ("albedo.png", 16), "micronormal": ("micronormal.png", 16), "specular": ("specular.png", 16)}
 
 
 def export_asset(seed: int, res: int, out_dir: str | Path, grid=None) -> dict[str, Path]:

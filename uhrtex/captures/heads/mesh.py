@@ -197,14 +197,14 @@ def read_obj(path: str | Path) -> HeadMesh:
     verts = torch.tensor(vs, dtype=torch.float32)[uniq[:, 0]]
     uv = torch.tensor(vts, dtype=torch.float32)[uniq[:, 1]]
     tri = torch.tensor(index, dtype=torch.int32).view(-1, 3)
-    weld = uniq[:, 0]
-    normals = _vertex_normals(verts.double(), tri.long(), _compact(weld)).float()
+    if vns and bool((uniq[:, 2] >= 0).all()):  # the file's own normals
+        normals = torch.tensor(vns, dtype=torch.float32)[uniq[:, 2]]
+        normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    else:  # smooth normals, welded by position (UV seams split vertices, not the surface)
+        weld = torch.unique(verts, dim=0, return_inverse=True)[1]
+        normals = _vertex_normals(verts.double(), tri.long(), weld).float()
     tangents = uv_tangents(verts, uv, tri, normals)
     return HeadMesh(verts, uv, tri, normals, tangents)
-
-
-def _compact(ids: torch.Tensor) -> torch.Tensor:
-    return torch.unique(ids, return_inverse=True)[1]
 
 
 def uv_tangents(verts, uv, tri, normals) -> torch.Tensor:
