@@ -54,8 +54,10 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
 class _Fields:
     """Everything about one tile of texels: coordinates, regions, noise features."""
 
-    def __init__(self, s: Subject, u: torch.Tensor, v: torch.Tensor, res: int):
-        self.s, self.res = s, res
+    def __init__(self, s: Subject, rows: torch.Tensor, res: int, dtype=torch.float32):
+        self.s, self.res, self.rows = s, res, rows  # rows: global texel row indices (float64), top-down
+        v = (1 - (rows + 0.5) / res).to(dtype)[:, None].expand(-1, res)
+        u = ((torch.arange(res, device=rows.device, dtype=torch.float64) + 0.5) / res).to(dtype)[None, :].expand(rows.numel(), -1)
         self.phi, self.theta = phi_of_u(u), theta_of_v(v)
         self.qx, self.qy = u * CM_PER_U, v * CM_PER_V  # ~cm over the face
         self.texel_cm = CM_PER_U / res
@@ -65,14 +67,40 @@ class _Fields:
     def width(self, cm: float) -> float:
         return cm / self.texel_cm
 
+    def smooth(self, fn, wavelength_cm: float) -> torch.Tensor:
+        """fn(qx, qy) for a smooth field whose shortest wavelength is `wavelength_cm`.
+
+        Evaluated on a coarser lattice of every F-th texel (F a power of two, >= 6 samples per
+        wavelength) fixed in the *global* texel grid, then bilinearly upsampled: tiles still agree
+        exactly, and low-frequency noise costs ~1/F^2 of a full evaluation at 4K.
+        """
+        F = 1
+        while F < 16 and 2 * F * 6 <= wavelength_cm / self.texel_cm:
+            F *= 2
+        if F == 1:
+            return fn(self.qx, self.qy)
+        res, dev, dt = self.res, self.rows.device, self.qx.dtype
+        k0 = int(self.rows.min()) // F
+        kr = torch.arange(k0, int(self.rows.max()) // F + 2, device=dev, dtype=torch.float64) * F
+        kc = torch.arange(0, (res - 1) // F + 2, device=dev, dtype=torch.float64) * F
+        qy = ((1 - (kr + 0.5) / res) * CM_PER_V).to(dt)[:, None].expand(-1, kc.numel())
+        qx = ((kc + 0.5) / res * CM_PER_U).to(dt)[None, :].expand(kr.numel(), -1)
+        g = fn(qx, qy)
+        pc = torch.arange(res, device=dev, dtype=torch.float64) / F
+        j = pc.floor().long()
+        g = torch.lerp(g[:, j], g[:, j + 1], (pc - j).to(dt))
+        pr = self.rows / F - k0
+        i = pr.floor().long()
+        return torch.lerp(g[i], g[i + 1], (pr - i).to(dt)[:, None])
+
 
 def _skin(f: _Fields):
     """-> (linear albedo 3xhxw, height cm hxw, specular hxw) of skin with all its features."""
     s, reg, qx, qy, sd = f.s, f.reg, f.qx, f.qy, f.seed
     # chromophore maps
-    blotch = fbm(qx * 0.7, qy * 0.7, sd + 1, octaves=5)
+    blotch = f.smooth(lambda x, y: fbm(x * 0.7, y * 0.7, sd + 1, octaves=5), 1 / 11.2)
     mel = s.melanin * (1 + 0.3 * blotch + 0.35 * s.under_eye * reg["under_eye"] + 0.15 * reg["hair"])
-    hb = s.haemoglobin * (1 + 0.25 * fbm(qx * 0.4, qy * 0.4, sd + 2, octaves=3)
+    hb = s.haemoglobin * (1 + 0.25 * f.smooth(lambda x, y: fbm(x * 0.4, y * 0.4, sd + 2, octaves=3), 1 / 1.6)
                           + 1.6 * s.cheek_redness * reg["cheeks"] + 1.1 * reg["nose_tip"] + 0.4 * reg["chin"]
                           + 3.2 * s.lip_tint * reg["lips"])  # fmt: skip
     # freckles: sparse 1-3 mm spots, densest on nose and cheeks
@@ -88,8 +116,11 @@ def _skin(f: _Fields):
     mel = mel * (1 + 5.0 * mole) + 0.3 * mole
     # capillaries: thin meandering lines (ridged noise) on cheeks and nose wings
     if _fade(f.width(0.01)) > 0:  # (skipped where a texel is too coarse to show them)
-        warp = fbm(qx * 0.8, qy * 0.8, sd + 4, octaves=2)
-        ridge = (value_noise(qx * 1.6 + 1.5 * warp, qy * 1.6 - 1.5 * warp, sd + 5) - 0.5).abs()
+        def warped(x, y):
+            w = fbm(x * 0.8, y * 0.8, sd + 4, octaves=2)
+            return value_noise(x * 1.6 + 1.5 * w, y * 1.6 - 1.5 * w, sd + 5)
+
+        ridge = (f.smooth(warped, 1 / 4.0) - 0.5).abs()  # the line is thin, the field under it is smooth
         cap = smoothstep(0.012, 0.0, ridge) * _fade(f.width(0.01))  # ~0.08 mm wide
         hb = hb * (1 + 2.5 * cap * (0.4 * reg["cheeks"] + reg["nose_tip"] + 0.3 * reg["nose"]) * s.cheek_redness)
     # pores: ~8 per cm, bigger on nose and cheeks; mean-subtracted so low resolutions keep the colour
@@ -106,7 +137,7 @@ def _skin(f: _Fields):
     # micro-furrows: the skin's polygonal network (Worley cell edges), ~3 cells per cm, stretched
     furrow = torch.zeros_like(qx)
     if _fade(f.width(0.007)) > 0:
-        ang = 0.6 * fbm(qx * 0.3, qy * 0.3, sd + 7, octaves=2)
+        ang = 0.6 * f.smooth(lambda x, y: fbm(x * 0.3, y * 0.3, sd + 7, octaves=2), 1 / 0.6)
         ca, sa = torch.cos(ang), torch.sin(ang)
         rx, ry = (ca * qx - sa * qy) * 3.0, (sa * qx + ca * qy) * 4.2
         d1, d2, _ = worley(rx, ry, sd + 8)
@@ -119,7 +150,8 @@ def _skin(f: _Fields):
     alb = alb * (1 - 0.12 * s.under_eye * reg["under_eye"] * _rgb((0.2, 0.35, 0.0), alb))  # bluish-purple shade
     # height (cm): pores and furrows are pits, moles raised
     height = -0.004 * pore * pfade - 0.0018 * furrow - 0.01 * wr + 0.015 * mole
-    height = height + 0.006 * fbm(qx * 4, qy * 4, sd + 17, octaves=3) * reg["face"]  # mm-scale unevenness
+    bumps = f.smooth(lambda x, y: fbm(x * 4, y * 4, sd + 17, octaves=3), 1 / 16)
+    height = height + 0.006 * bumps * reg["face"]  # mm-scale unevenness
     if _fade(f.width(0.02)) > 0:  # sub-millimetre bumpiness
         height = height + 0.0008 * fbm(qx * 25, qy * 25, sd + 9, octaves=2) * _fade(f.width(0.02))
     # specular: oily T-zone, moist lips, drier cheeks; pores and furrows catch less light
@@ -131,7 +163,7 @@ def _skin(f: _Fields):
 def _wrinkles(f: _Fields) -> torch.Tensor:
     """Fine wrinkle lines in [0, 1]: forehead, crow's feet, under-eye, nasolabial folds, lip lines."""
     s, reg, phi, th, sd = f.s, f.reg, f.phi, f.theta, f.seed
-    wob = fbm(f.qx * 0.5, f.qy * 0.5, sd + 10, octaves=3)
+    wob = f.smooth(lambda x, y: fbm(x * 0.5, y * 0.5, sd + 10, octaves=3), 1 / 2.0)
     fine = _fade(f.width(0.05))  # lines ~0.5-1 mm wide: visible from ~512^2 up
 
     def lines(phase, sharp=6.0):
@@ -162,7 +194,7 @@ def _hair_and_eyes(f: _Fields, alb, height, spec):
     if sfade > 0:
         strands = value_noise(qx * 40, qy * 2, sd + 11) * 0.6 + value_noise(qx * 90, qy * 4, sd + 12) * 0.4
         strands = 0.5 + (strands - 0.5) * sfade
-    hair = reg["hair"] * (0.75 + 0.5 * fbm(qx * 0.8, qy * 0.8, sd + 13, octaves=2)).clamp(0, 1)
+    hair = reg["hair"] * (0.75 + 0.5 * f.smooth(lambda x, y: fbm(x * 0.8, y * 0.8, sd + 13, octaves=2), 1 / 1.6)).clamp(0, 1)
     bstrand = torch.full_like(qx, 0.5)
     if sfade > 0:
         bstrand = 0.5 + (value_noise((qx - 0.4 * qy) * 45, (qy + 0.4 * qx) * 5, sd + 14) - 0.5) * sfade
@@ -207,18 +239,15 @@ def _hair_and_eyes(f: _Fields, alb, height, spec):
 def _tile(s: Subject, res: int, r0: int, r1: int, device, dtype=torch.float32):
     """Maps for texel rows r0..r1 (top-down) -> (albedo sRGB 3xhxW, micronormal 3xhxW, specular 1xhxW)."""
     rows = torch.arange(r0 - 1, r1 + 1, device=device, dtype=torch.float64)  # 1-row halo for the gradient
-    cols = torch.arange(res, device=device, dtype=torch.float64)
-    v = (1 - (rows + 0.5) / res).to(dtype)[:, None].expand(-1, res)
-    u = ((cols + 0.5) / res).to(dtype)[None, :].expand(rows.numel(), -1)
-    f = _Fields(s, u, v, res)
+    f = _Fields(s, rows, res, dtype)
     alb, height, spec = _skin(f)
     alb, height, spec = _hair_and_eyes(f, alb, height, spec)
     # tangent-space normal from the height field: x along +u, y along +v (OpenGL / Blender convention)
     hp = torch.nn.functional.pad(height[None, None], (1, 1, 0, 0), mode="replicate")[0, 0]
     dhdx = (hp[1:-1, 2:] - hp[1:-1, :-2]) / (2 * CM_PER_U / res)
     dhdy = (height[:-2] - height[2:]) / (2 * CM_PER_V / res)  # rows go down in v
-    n = torch.stack([-dhdx, -dhdy, torch.ones_like(dhdx)])
-    n = n / n.norm(dim=0, keepdim=True)
+    inv = torch.rsqrt(dhdx * dhdx + dhdy * dhdy + 1)
+    n = torch.stack([-dhdx * inv, -dhdy * inv, inv])
     inner = slice(1, -1)
     return linear_to_srgb(alb[:, inner]), (n * 0.5 + 0.5).clamp(0, 1), spec[inner].clamp(0, 1)[None]
 
