@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -91,6 +92,9 @@ def train_all(cfg: DictConfig) -> dict[str, float]:
     base = [*passthrough_overrides(), f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
             f"paths.log_dir={cfg.paths.log_dir}", f"paths.data_dir={cfg.paths.data_dir}"]
     fast = bool(cfg.trainer.get("fast_dev_run"))
+    threads = torch.get_num_threads()
+    if p.get("torch_threads"):
+        torch.set_num_threads(int(p.torch_threads))
     summary: dict[str, dict] = {}
     metrics: dict[str, float] = {}
     try:
@@ -126,6 +130,7 @@ def train_all(cfg: DictConfig) -> dict[str, float]:
                 metrics[f"{stage}/val_loss_first"], metrics[f"{stage}/val_loss_last"] = losses[0], losses[-1]
     finally:
         HydraConfig.instance().set_config(outer)
+        torch.set_num_threads(threads)
     demo_dir.mkdir(parents=True, exist_ok=True)
     (demo_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_summary(summary), flush=True)

@@ -107,6 +107,8 @@ def test_a_crash_mid_build_leaves_no_partial_files_and_resumes(tmp_path):
 def test_reader_is_picklable_and_names_a_missing_capture(tmp_path):
     store = FakeStore()
     reader = ensure_cache(store, store.keys(), Counter(), SPEC, tmp_path, progress=False)
+    reader.read(store.keys()[0])  # fills the in-memory LRU, which must not travel to workers
+    assert len(pickle.dumps(reader)) < 1000
     clone = pickle.loads(pickle.dumps(reader))
     assert clone.keys == ("uv_pred", "guide")
     assert torch.equal(clone.read(store.keys()[1])["guide"], reader.read(store.keys()[1])["guide"])

@@ -39,6 +39,10 @@ def test_hfdr_injects_the_guide_after_hidden_layer_17():
     assert not torch.allclose(y, net(x, torch.rand_like(g)))  # the guide changes the output
     with pytest.raises(ValueError, match="guide"):
         net(x)
+    # untrained, the head passes the guide through (clamped): HFDR learns the residual detail
+    g_full = torch.rand(2, 7, 32, 32)
+    assert torch.equal(net(x, g_full), g_full)
+    assert not torch.equal(build_hfdr(widths=(4, 8, 16, 32), guide_passthrough=False)(x, g_full), g_full)
 
 
 def test_uv_normal_predicts_uv_normal_and_mask():

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -94,21 +95,35 @@ def _capture_file(directory: Path, capture: str) -> Path:
 class Stage1Reader:
     """The `attach_stage1` reader of docs/contracts.md: `keys` and `read(capture) -> {name: C×g×g float32}`.
 
-    Holds only a path and names, so it pickles cheaply into DataLoader workers.
+    Pickles as a path and names (DataLoader workers); each process keeps the last `max_cached` captures in
+    memory, because shuffled patches revisit captures in random order.
     """
 
-    def __init__(self, directory: str | os.PathLike, keys: Sequence[str]):
+    def __init__(self, directory: str | os.PathLike, keys: Sequence[str], max_cached: int = 8):
         self.directory = str(directory)
         self.keys = tuple(keys)
+        self.max_cached = max_cached
+        self._cache: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": OrderedDict()}
 
     def read(self, capture: str) -> dict[str, torch.Tensor]:
+        if capture in self._cache:
+            self._cache.move_to_end(capture)
+            return self._cache[capture]
         path = _capture_file(Path(self.directory), capture)
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise FileNotFoundError(f"Stage-1 cache {self.directory} has no entry for capture '{capture}'; "
                                     f"it was built for other captures: rebuild it (rerun training setup)") from None
-        return {k: data[k].float() for k in self.keys}
+        out = {k: data[k].float() for k in self.keys}
+        if self.max_cached > 0:
+            self._cache[capture] = out
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+        return out
 
     def __repr__(self) -> str:
         return f"Stage1Reader({self.directory!r}, keys={self.keys})"

@@ -10,12 +10,15 @@ Paper-preset defaults (width = 32, checked to fit a 24 GB GPU by `uhrtex.network
   encoding (ablation) the input is 8 channels and the network is otherwise the same.
 * HFDR: image patch(3) ⊕ upsampled uv(2) ⊕ normal(3) = 8 -> 7, with the 7-channel guide crop
   concatenated after hidden layer 17 (the last one, "just before the output head"): 4 levels,
-  widths w·(1, 2, 4, 8), 2 enc + 3 dec blocks.
+  widths w·(1, 2, 4, 8), 2 enc + 3 dec blocks. Its head starts as a pass-through of the guide
+  (see `build_hfdr`), so training refines the guide instead of first relearning it.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+import torch
 
 from uhrtex import maps
 from uhrtex.maps import Layout
@@ -46,7 +49,26 @@ def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc
 
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
-               norm: str = "group", act: str = "silu", guide_layer: int | None = None) -> UNet:
-    """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last)."""
-    return UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
-                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer, out_activation="sigmoid")
+               norm: str = "group", act: str = "silu", guide_layer: int | None = None,
+               guide_passthrough: bool = True) -> UNet:
+    """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last).
+
+    `guide_passthrough` (needs the guide at the last layer): the 1×1 head starts as the identity on the guide
+    channels and zero on the features, with a [0, 1] clamp instead of a sigmoid, so an untrained HFDR outputs
+    the guide and learns the high-frequency residual (the paper's intent: the guide takes "the burden of
+    predicting the overall texture distribution"). Through a sigmoid, relearning the guide's values would
+    take thousands of Adam steps at lr 1e-3.
+    """
+    net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
+               guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer,
+               out_activation="clamp" if guide_passthrough else "sigmoid")
+    if guide_passthrough:
+        if net.guide_layer != net.n_hidden:
+            raise ValueError(f"guide_passthrough needs the guide at the last hidden layer ({net.n_hidden}), got "
+                             f"guide_layer={guide_layer}; set guide_passthrough=false")
+        with torch.no_grad():
+            w = net.head.weight  # out × (features ⊕ guide) × 1 × 1: the guide is concatenated last
+            w.zero_()
+            w[:, -maps.TEXTURE.channels:, 0, 0] = torch.eye(maps.TEXTURE.channels)
+            net.head.bias.zero_()
+    return net
