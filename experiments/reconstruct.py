@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> dict:
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
             "face_crop": crop_info.to_dict() if crop_info else None, "seam_smoothing": not args.no_seams,
             "unwrap": unwrap_info, "device": str(device), "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "total_s": round(time.perf_counter() - t_start, 3), "files": sorted(w.files),
+            "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }
         w.bytes("manifest.json", json.dumps(manifest, indent=1).encode())
         _publish(staging, out, w.files)

@@ -1,0 +1,221 @@
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.reconstruct import main
+from tests.helpers.recon import recon_ckpts  # noqa: F401 (fixture)
+from uhrtex import io as uio
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*pure-torch")
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--uv-size", "128", "--preview-size", "64"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A built-in capture at the tiny preset's 256²: portrait, its camera, the subject's OBJ."""
+    from uhrtex.captures.heads.export import export_asset
+    from uhrtex.captures.render import render_capture
+
+    d = tmp_path_factory.mktemp("scene")
+    cap = render_capture(5, "sky1_r000", 1, 256, texture_resolution=64)
+    uio.write_png(d / "portrait.png", cap.maps["image"])
+    (d / "cam.json").write_text(json.dumps(cap.meta["camera"]))
+    paths = export_asset(5, 64, d / "asset")
+    return {"dir": d, "portrait": d / "portrait.png", "camera": d / "cam.json", "mesh": paths["obj"], "capture": cap}
+
+
+def _run(args, capsys):
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def _read_png_raw(path):
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def _no_leftovers(out: Path):
+    assert not out.exists(), "no partial output on failure"
+    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name], "staging folder left behind"
+
+
+@pytest.mark.parametrize("method", ["splat", "direct", "optimize"])
+def test_end_to_end(scene, recon_ckpts, tmp_path, capsys, method):
+    out = tmp_path / "out"
+    mesh = [] if method == "splat" else ["--mesh", scene["mesh"], "--camera", scene["camera"]]
+    extra = ["--cascade-top", "128"] if method == "optimize" else []
+    code, err = _run([scene["portrait"], "--ckpt", recon_ckpts, "--out", out, "--unwrap", method, *mesh, *FAST, *extra],
+                     capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    expected = {"albedo.png", "micronormal.png", "specular.png", "mask.png", "uv_albedo.png", "uv_micronormal.png",
+                "uv_specular.png", "uv_coverage.png", "head.glb", "preview.png", "manifest.json"}
+    assert set(manifest["files"]) == expected and {p.name for p in out.iterdir()} == expected
+    assert manifest["unwrap"]["method"] == method and manifest["sizes"]["input_size"] == 256
+    assert manifest["unwrap"]["template"] == "head"  # splat and the procedural head mesh share the unified layout
+    # Image-space maps at the input size; albedo 8-bit sRGB, micronormal/specular 16-bit.
+    alb, mic, spec = (_read_png_raw(out / f) for f in ("albedo.png", "micronormal.png", "specular.png"))
+    assert alb.shape == (256, 256, 3) and alb.dtype == np.uint8
+    assert mic.shape == (256, 256, 3) and mic.dtype == np.uint16 and spec.shape == (256, 256) and spec.dtype == np.uint16
+    uv = uio.read_image(out / "uv_albedo.png")
+    assert uv.shape == (3, 128, 128) and 0 <= float(uv.min()) and float(uv.max()) <= 1
+    cov = uio.read_image(out / "uv_coverage.png")
+    assert 0 < float(cov.mean()) < 1 or method == "splat"
+    prev = uio.read_image(out / "preview.png")
+    assert prev.shape == (3, 64, 128) and float(prev.std()) > 0.01
+    _check_glb(out / "head.glb")
+
+
+def _check_glb(path):
+    import pygltflib
+    import trimesh
+
+    g = pygltflib.GLTF2.load(str(path))
+    mat = g.materials[0]
+    assert mat.pbrMetallicRoughness.baseColorTexture.index == 0 and mat.normalTexture.index == 1
+    assert mat.pbrMetallicRoughness.metallicRoughnessTexture.index == 2
+    assert mat.extensions["KHR_materials_specular"]["specularColorFactor"] == [2.0, 2.0, 2.0]
+    assert len(g.images) == 4 and "KHR_materials_specular" in g.extensionsUsed
+    scene = trimesh.load(str(path))
+    geom = next(iter(scene.geometry.values()))
+    assert len(geom.faces) > 1000 and geom.visual.uv is not None
+    m = geom.visual.material
+    assert m.baseColorTexture.size == (128, 128) and m.normalTexture is not None
+    rough = np.asarray(m.metallicRoughnessTexture)
+    assert rough[..., 2].max() == 0 and 0.15 * 255 - 1 <= rough[..., 1].min() and rough[..., 1].max() <= 0.9 * 255 + 1
+
+
+def test_exr_crop_face_and_rewrite(recon_ckpts, tmp_path, capsys):
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = tmp_path / "astronaut.png"
+    uio.write_png(photo, torch.from_numpy(skimage_data.astronaut()).permute(2, 0, 1) / 255.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "albedo.png").write_bytes(b"old")  # an existing output folder gets its files replaced
+    with pytest.warns(UserWarning, match="upscaled"):
+        code, err = _run([photo, "--ckpt", recon_ckpts, "--out", out, "--crop-face", "--exr", "--unwrap", "none"], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["face_crop"]["upscale"] > 1 and manifest["input"]["source_hw"] == [512, 512]
+    assert manifest["input"]["height"] == 256 and manifest["unwrap"] is None
+    albedo = uio.read_image(out / "albedo.exr")
+    assert albedo.shape == (3, 256, 256) and torch.isfinite(albedo).all()
+    assert uio.read_image(out / "albedo.png").shape == (3, 256, 256)
+
+
+def test_rgba_and_16_bit_portraits(scene, recon_ckpts, tmp_path, capsys):
+    img = scene["capture"].maps["image"]
+    uio.write_png(tmp_path / "rgba.png", torch.cat([img, torch.ones_like(img[:1])]))
+    uio.write_png(tmp_path / "deep.png", img, bits=16)
+    with pytest.warns(UserWarning, match="alpha"):
+        code, err = _run([tmp_path / "rgba.png", "--ckpt", recon_ckpts, "--out", tmp_path / "a", "--unwrap", "none"], capsys)
+    assert code == 0, err
+    code, err = _run([tmp_path / "deep.png", "--ckpt", recon_ckpts, "--out", tmp_path / "b", "--unwrap", "none"], capsys)
+    assert code == 0, err
+    a, b = (uio.read_image(tmp_path / d / "albedo.png") for d in "ab")
+    assert (a - b).abs().max() < 3 / 255  # 16-bit is scaled to [0, 1], not read as 0..65535
+
+
+def _bad_inputs(scene, tmp_path, recon_ckpts):
+    """name -> (argv, expected message part)."""
+    good = scene["portrait"].read_bytes()
+    (tmp_path / "corrupt.png").write_bytes(os.urandom(2000))
+    (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+    uio.write_png(tmp_path / "gray.png", scene["capture"].maps["image"][:1])
+    uio.write_png(tmp_path / "small.png", scene["capture"].maps["image"][:, ::4, ::4])
+    nan = torch.rand(3, 256, 256)
+    nan[1, 10, 10] = float("nan")
+    import OpenEXR
+
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                 {c: nan[i].numpy().astype(np.float32) for i, c in enumerate("RGB")}).write(str(tmp_path / "nan.exr"))
+    (tmp_path / "nouv.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    cam = json.loads(scene["camera"].read_text())
+    cam["world_to_camera"] = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -50], [0, 0, 0, 1]]  # mesh 50 units behind
+    (tmp_path / "away.json").write_text(json.dumps(cam))
+    partial = tmp_path / "partial_ckpts"
+    partial.mkdir()
+    for stage in ("uv_normal", "gde"):
+        (partial / f"{stage}.ckpt").write_bytes((recon_ckpts / f"{stage}.ckpt").read_bytes())
+    p, m, c = scene["portrait"], scene["mesh"], scene["camera"]
+    return {
+        "missing": ([tmp_path / "nope.png"], "does not exist"),
+        "corrupt": ([tmp_path / "corrupt.png"], "corrupt or truncated"),
+        "truncated": ([tmp_path / "truncated.png"], "corrupt or truncated"),
+        "grayscale": ([tmp_path / "gray.png"], "grayscale"),
+        "too_small": ([tmp_path / "small.png"], "too small"),
+        "nan_exr": ([tmp_path / "nan.exr"], "NaN"),
+        "mesh_without_uvs": ([p, "--mesh", tmp_path / "nouv.obj", "--camera", c], "texture coordinate"),
+        "camera_mismatch": ([p, "--mesh", m, "--camera", tmp_path / "away.json"], "does not match the mesh"),
+        "missing_stage": ([p, "--ckpt", partial], "missing stage(s) hfdr"),
+        "mesh_method_without_mesh": ([p, "--unwrap", "direct"], "needs --mesh"),
+    }
+
+
+BAD = ["missing", "corrupt", "truncated", "grayscale", "too_small", "nan_exr", "mesh_without_uvs", "camera_mismatch",
+       "missing_stage", "mesh_method_without_mesh"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_and_leaves_nothing(scene, recon_ckpts, tmp_path, capsys, case):
+    argv, match = _bad_inputs(scene, tmp_path, recon_ckpts)[case]
+    out = tmp_path / "out"
+    if "--ckpt" not in argv:
+        argv = [*argv, "--ckpt", recon_ckpts]
+    code, err = _run([*argv, "--out", out, *FAST], capsys)
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and match in lines[0], err
+    _no_leftovers(out)
+
+
+def test_crash_mid_write_leaves_no_partial_output(scene, recon_ckpts, tmp_path, monkeypatch, capsys):
+    import uhrtex.export
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash while rendering the preview")
+
+    monkeypatch.setattr(uhrtex.export, "render_preview", boom)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main([str(scene["portrait"]), "--ckpt", str(recon_ckpts), "--out", str(out), *FAST])
+    _no_leftovers(out)
+
+
+@pytest.mark.slow
+def test_glb_imports_in_blender(scene, recon_ckpts, tmp_path, capsys):
+    """Blender's own glTF importer reads the material (needs `make blender-venv`)."""
+    py = ROOT / ".venv-blender" / "bin" / "python"
+    if not py.exists():
+        pytest.skip("no .venv-blender (make blender-venv)")
+    out = tmp_path / "out"
+    code, err = _run([scene["portrait"], "--ckpt", recon_ckpts, "--out", out, *FAST], capsys)
+    assert code == 0, err
+    script = (
+        "import bpy, sys\n"
+        "bpy.ops.wm.read_factory_settings(use_empty=True)\n"
+        f"bpy.ops.import_scene.gltf(filepath={str(out / 'head.glb')!r})\n"
+        "mats = [m for m in bpy.data.materials if m.use_nodes]\n"
+        "nodes = {n.bl_idname for n in mats[0].node_tree.nodes}\n"
+        "print('MESHES', len([o for o in bpy.data.objects if o.type == 'MESH']), 'IMAGES', len(bpy.data.images),"
+        " 'NORMALMAP', 'ShaderNodeNormalMap' in nodes, 'BSDF', 'ShaderNodeBsdfPrincipled' in nodes)\n"
+    )
+    res = subprocess.run([str(py), "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("MESHES"))
+    assert line.split()[1] == "1" and int(line.split()[3]) >= 3 and "NORMALMAP True" in line and "BSDF True" in line
