@@ -71,7 +71,7 @@ def run_scene(job: dict, job_path: Path, timeout: float | None = None) -> Path:
     return out
 
 
-def read_multilayer(exr: Path) -> dict[str, "np.ndarray"]:
+def read_multilayer(exr: Path) -> dict:
     """Every channel of every part (Blender 5 writes one part per pass) -> {"<Layer>.<C>": H x W float32}."""
     import numpy as np
     import OpenEXR
