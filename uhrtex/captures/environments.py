@@ -73,15 +73,16 @@ def list_lightings(rotations=(0, 90, 180, 270), skies: int = 4, hdri: bool | Non
 
 
 def default_lightings(n: int, seed: int = 0, hdri: bool | None = None) -> list[str]:
-    """n distinct ids, spread over environments first and rotations second (deterministic)."""
+    """n distinct ids: the 8 HDRIs (or 8 procedural skies without bpy), then again at further rotations.
+
+    The i-th id does not depend on n, so lighting index i means the same environment in every dataset
+    made on machines with the same HDRI availability.
+    """
     use_hdri = hdri_dir() is not None if hdri is None else hdri
-    names = (list(HDRI_NAMES) if use_hdri else []) + [f"sky{k}" for k in range(max(4, n))]
+    names = list(HDRI_NAMES) if use_hdri else [f"sky{k}" for k in range(len(HDRI_NAMES))]
     rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        name = names[i % len(names)]
-        out.append(lighting_id(name, (45 * (i // len(names)) + rng.choice((0, 30, 330))) % 360))
-    return out
+    jitter = [rng.choice((0, 30, 330)) for _ in range(n)]
+    return [lighting_id(names[i % len(names)], 135 * (i // len(names)) + jitter[i]) for i in range(n)]
 
 
 def parse_lighting(lighting: str) -> tuple[str, int]:

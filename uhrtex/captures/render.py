@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 
 from uhrtex.captures.environments import ROUGHNESS, Environment, default_lightings, load_environment
-from uhrtex.captures.format import CV_FROM_GL, Camera, look_at
+from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
 from uhrtex.captures.heads import DEFAULT_GRID, HeadAsset, asset_from_meta, head_asset
 from uhrtex.captures.heads.textures import linear_to_srgb, srgb_to_linear
 from uhrtex.maps import CAPTURE, TEXTURE, decode_normal, encode_normal
@@ -35,7 +35,7 @@ F0_SCALE = 0.08  # specular map s -> F0 = 0.08 s (Principled "Specular IOR Level
 
 
 def lighting_name(lighting: int | str) -> str:
-    """An int picks the i-th of `default_lightings` (HDRIs when bpy's are installed, else skies)."""
+    """An int picks the i-th of `default_lightings` (bpy's HDRIs x rotations when installed, else skies)."""
     if isinstance(lighting, str):
         return lighting
     return default_lightings(int(lighting) + 1)[int(lighting)]
@@ -195,8 +195,6 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
                     device="cpu", raster_backend: str = "auto", background="env", grid: tuple[int, int] = DEFAULT_GRID,
                     camera_jitter: bool = True) -> list:
     """One rasterization, one Capture per lighting (same subject and camera)."""
-    from uhrtex.captures.format import Capture
-
     tex_res = int(texture_resolution or resolution)
     renderer = Renderer(raster_backend, device)
     asset = head_asset(subject_seed, tex_res, device, grid)
