@@ -83,3 +83,33 @@ def test_layout_errors_are_one_line(tmp_path):
     assert "none of albedo, micronormal, specular" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ExternalMethodError, match="does not exist"):
         find_methods(tmp_path / "nowhere")
+
+
+def test_fabricated_method_evaluated_on_the_shared_region(tmp_path):
+    from experiments.compare_table import evaluate_capture, table1
+    from uhrtex.maps import TEXTURE
+    from uhrtex.metrics import Evaluator
+
+    g = torch.Generator().manual_seed(2)
+    target = torch.rand(TEXTURE.channels, H, W, generator=g)
+    mask = torch.ones(1, H, W)
+    folder = tmp_path / "NextFaceLike" / KEY
+    folder.mkdir(parents=True)
+    albedo = TEXTURE.split(target[None])["albedo"][0]
+    write_png(folder / "albedo.png", albedo, bits=16)  # perfect albedo, but only on the left half
+    cover = torch.zeros(1, H, W)
+    cover[..., : W // 2] = 1
+    write_png(folder / "mask.png", cover)
+    ext = ExternalMethod.open(tmp_path / "NextFaceLike")
+    ours = {n: v[0] for n, v in TEXTURE.split(target[None]).items()}
+    ours["albedo"] = torch.where(cover.bool(), ours["albedo"], 1 - ours["albedo"])  # wrong only where the other has no output
+    outputs = {"ours": (ours, torch.ones(1, H, W)), ext.name: ext.load(KEY, _camera())}
+    rows = evaluate_capture(Evaluator(perceptual=None), KEY, target, mask, outputs, patch=4)
+    # Both are measured on the left half only, where both are exact.
+    assert rows["ours"]["region_px"] == rows["NextFaceLike"]["region_px"] == H * W // 2
+    assert rows["ours"]["albedo/ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert rows["NextFaceLike"]["albedo/ssim"] == pytest.approx(1.0, abs=1e-3)
+    assert "micronormal/ssim" not in rows["NextFaceLike"]
+    md = table1({m: [r] for m, r in rows.items()}, None, ["fabricated"]).markdown()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| NextFaceLike"))
+    assert "| - |" in line  # missing micronormal/specular cells

@@ -64,3 +64,17 @@ def test_identity_shift_blur_noise_ordering(metric):
     same, shift, blur, noise = d.tolist()
     assert same == 0.0
     assert shift * 5 < blur and blur * 2 < noise, d.tolist()
+
+
+def test_shared_target_encoded_once_gives_the_pairwise_values(metric):
+    from uhrtex.metrics.perceptual import perceptual_distance
+
+    g = torch.Generator().manual_seed(3)
+    preds, target = torch.rand(3, 1, 48, 48, generator=g), torch.rand(1, 1, 48, 48, generator=g)
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 8:40, 4:44] = 1
+    shared = perceptual_distance(metric, preds, target, mask, batch=2)
+    pairs = torch.cat([perceptual_distance(metric, p[None], target, mask) for p in preds])
+    assert torch.allclose(shared, pairs, rtol=1e-4, atol=1e-6)
+    tiled = perceptual_distance(metric, preds, target, mask, tile=24)  # four 24-px tiles, all partly inside the mask
+    assert tiled.shape == (3,) and torch.isfinite(tiled).all()

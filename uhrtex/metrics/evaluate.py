@@ -52,15 +52,18 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, pred: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor | Mapping[str, torch.Tensor],
-                 mask: torch.Tensor | None = None, patch: int | None = None) -> list[dict[str, float]]:
+                 mask: torch.Tensor | None = None, patch: int | None = None,
+                 names: Iterable[str] | None = None, perceptual: bool = True) -> list[dict[str, float]]:
+        """Per-sample rows; `names` restricts the maps (a method without micronormal gets no micronormal keys);
+        `perceptual=False` skips the perceptual net (see `perceptual_many` for several predictions of one target)."""
         p = TEXTURE.split(pred) if isinstance(pred, torch.Tensor) else pred
         t = TEXTURE.split(target) if isinstance(target, torch.Tensor) else target
         cols: dict[str, torch.Tensor] = {}
-        for name in self.maps:
+        for name in (self.maps if names is None else tuple(names)):
             a, b = p[name].detach().float().cpu(), t[name].detach().float().cpu()
             cols[f"{name}/ssim"] = ssim(a, b, mask)
             cols[f"{name}/psnr"] = psnr(a, b, mask)
-            if self.kind is not None:
+            if self.kind is not None and perceptual:
                 cols[f"{name}/{self.perceptual_key}"] = perceptual_distance(self.model, a, b, mask, tile=self.tile)
             if name == "micronormal":
                 cols[f"{name}/angle"] = angular_error(a, b, mask)
@@ -68,6 +71,15 @@ class Evaluator:
                 cols[f"{name}/seam"] = seam_metric(a, patch, mask)
         n = next(iter(cols.values())).shape[0]
         return [{k: float(v[i]) for k, v in cols.items()} for i in range(n)]
+
+
+@torch.no_grad()
+def perceptual_many(evaluator: Evaluator, preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) perceptual distances of B predictions (B x C x H x W) to one target (1 x C x H x W) over one mask
+    (1 x 1 x H x W); the target is encoded once. NaN when the evaluator has no perceptual metric."""
+    if evaluator.kind is None:
+        return torch.full((preds.shape[0],), math.nan)
+    return perceptual_distance(evaluator.model, preds.float().cpu(), target.float().cpu(), mask, tile=evaluator.tile)
 
 
 def mean_std(rows: list[Mapping[str, float]]) -> dict[str, tuple[float, float, int]]:

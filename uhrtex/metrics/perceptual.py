@@ -79,20 +79,34 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"perceptual metrics take 1- or 3-channel maps, got {x.shape[1]} channels")
 
 
+def _pairs(model: nn.Module, a: torch.Tensor, b: torch.Tensor, device, batch: int) -> torch.Tensor:
+    """model(a, b) in chunks; a target shared by the whole batch (b of batch 1) is encoded once when the model
+    exposes `features`/`distance` (ST-LPIPS), e.g. several methods against one ground truth."""
+    if b.shape[0] == 1 and a.shape[0] > 1 and hasattr(model, "features"):
+        fb = model.features(b.to(device))
+        return torch.cat([model.distance(model.features(a[i:i + batch].to(device)), fb).cpu()
+                          for i in range(0, a.shape[0], batch)])
+    b = b.expand(a.shape[0], -1, -1, -1)
+    return torch.cat([model(a[i:i + batch].to(device), b[i:i + batch].to(device)).cpu() for i in range(0, a.shape[0], batch)])
+
+
 @torch.no_grad()
 def perceptual_distance(model: nn.Module, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                        tile: int = 1024, batch: int = 8) -> torch.Tensor:
-    """Per-sample (B,) distance; tiled when a side exceeds `tile` (see module doc)."""
+                        tile: int = 1024, batch: int = 4) -> torch.Tensor:
+    """Per-sample (B,) distance; tiled when a side exceeds `tile` (see module doc). A target (and mask) of batch 1
+    is shared by every prediction (compared once per prediction, encoded once)."""
     device = next(model.buffers()).device
-    m = torch.ones_like(pred[:, :1]) if mask is None else (mask > 0.5).to(pred.dtype)
+    m = torch.ones_like(target[:, :1]) if mask is None else (mask > 0.5).to(pred.dtype)
     a, b = _rgb(pred.float()) * m, _rgb(target.float()) * m
     h, w = a.shape[-2:]
     if max(h, w) <= tile:
-        return model(a.to(device), b.to(device)).cpu()
+        return _pairs(model, a, b, device, batch)
     a, _ = pad_to_multiple(a, tile, mode="constant")
     b, _ = pad_to_multiple(b, tile, mode="constant")
     m, _ = pad_to_multiple(m, tile, mode="constant")
     out = []
+    if b.shape[0] != a.shape[0]:
+        b, m = b.expand(a.shape[0], -1, -1, -1), m.expand(a.shape[0], -1, -1, -1)
     for ai, bi, mi in zip(a, b, m):
         ta, tb, tm = (x.unfold(1, tile, tile).unfold(2, tile, tile).permute(1, 2, 0, 3, 4).reshape(-1, x.shape[0], tile, tile)
                       for x in (ai, bi, mi))
@@ -102,7 +116,6 @@ def perceptual_distance(model: nn.Module, pred: torch.Tensor, target: torch.Tens
             out.append(torch.tensor(math.nan))
             continue
         ta, tb, weight = ta[keep], tb[keep], weight[keep]
-        d = torch.cat([model(ta[i:i + batch].to(device), tb[i:i + batch].to(device)).cpu()
-                       for i in range(0, len(ta), batch)])
+        d = _pairs(model, ta, tb, device, batch)
         out.append((d * weight).sum() / weight.sum())
     return torch.stack(out)

@@ -121,10 +121,13 @@ class STLPIPS(nn.Module):
             self.load_state_dict(state, strict=True)
         self.eval().requires_grad_(False)
 
-    def distance_map_layers(self, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
-        fa = self.net(self.scaling_layer(a * 2 - 1))
-        fb = self.net(self.scaling_layer(b * 2 - 1))
-        return [getattr(self, f"lin{i}")((_unit(x) - _unit(y)).pow(2)) for i, (x, y) in enumerate(zip(fa, fb))]
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised trunk features of B x 3 x H x W in [0, 1] (compute a shared target's once)."""
+        return [_unit(f) for f in self.net(self.scaling_layer(x * 2 - 1))]
+
+    def distance(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        """(B,) from two feature lists (fb may have batch 1 and is broadcast)."""
+        return sum(getattr(self, f"lin{i}")((x - y).pow(2)).mean((1, 2, 3)) for i, (x, y) in enumerate(zip(fa, fb)))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return sum(d.mean((1, 2, 3)) for d in self.distance_map_layers(a, b))
+        return self.distance(self.features(a), self.features(b))

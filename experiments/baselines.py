@@ -1,0 +1,119 @@
+"""Built-in baselines of the comparison (Table 1), each isolating one claim of the paper.
+
+* `ours`: the Reconstructor (Stage 1 -> HFDR on every patch -> assemble -> seam smoothing).
+* `no_seam_smoothing`: the same HFDR output, assembled without smoothing (paper Fig. 5).
+* `patch_only`: HFDR without the GDE guide (paper Fig. 3). `retrain`: an HFDR trained from scratch with the
+  guide input zeroed (`PatchOnlyHFDR`, same budget as ours), so it learns to work without one; `zero_guide`:
+  our HFDR with its guide zeroed at inference (no training, but out of distribution: a lower bound).
+  Both are smoothed like `ours`, so the seam metric compares guide vs no guide.
+* `gde_only`: the Stage-1 guide (global size) bilinearly upsampled to the input size, as HFDR receives it.
+* `lowres_sr`: the DreamFace/MoSAR approach: our whole pipeline run at input/`factor` (paper scale: 512² from
+  4096²; sizes derived from that input as the presets do), its maps bicubic-upsampled to the input size;
+  bicubic stands in for their super-resolution network.
+* `lowres_input`: the input downsampled by `factor` and bicubic-upsampled back, then our pipeline at its
+  trained scale: what is lost with the high-frequency input alone, without the scale change of `lowres_sr`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.hfdr import HFDRModule
+from uhrtex import maps
+from uhrtex.pipeline import Reconstructor
+from uhrtex.stage1 import GUIDE_KEY
+
+BUILTIN = ("ours", "no_seam_smoothing", "patch_only", "gde_only", "lowres_sr", "lowres_input")
+
+
+class PatchOnlyHFDR(HFDRModule):
+    """HFDR trained and evaluated with its guide input zeroed: the patch-only baseline (paper Fig. 3)."""
+
+    def predict_batch(self, batch):
+        batch = dict(batch)
+        batch[GUIDE_KEY] = torch.zeros_like(batch[GUIDE_KEY])
+        return super().predict_batch(batch)
+
+
+class ZeroGuide(nn.Module):
+    """Wrap an HFDR network so that the Reconstructor's guide never reaches it."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        return self.net(x, torch.zeros_like(guide))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return F.interpolate(x[None], size=size, mode=mode, **kwargs)[0].clamp(0, 1)
+
+
+def _texture(out: dict) -> dict[str, torch.Tensor]:
+    return {n: out[n].float() for n in maps.TEXTURE.names}
+
+
+class Baselines:
+    """Runs the selected built-in methods on one image; returns {method: {map: C x H x W}}."""
+
+    def __init__(self, rec: Reconstructor, methods: list[str], patch_only: Reconstructor | None = None,
+                 lowres: Reconstructor | None = None, factor: int = 8):
+        unknown = sorted(set(methods) - set(BUILTIN))
+        if unknown:
+            raise ValueError(f"compare.methods: unknown {unknown}; built-in methods are {', '.join(BUILTIN)}")
+        self.rec, self.methods, self.patch_only, self.lowres, self.factor = rec, methods, patch_only, lowres, factor
+
+    @staticmethod
+    def _run(rec: Reconstructor, image: torch.Tensor, smooth: bool) -> dict:
+        seams = copy.copy(rec.seams)
+        rec.seams.enabled = smooth
+        try:
+            return rec(image)
+        finally:
+            rec.seams = seams
+
+    def __call__(self, image: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        size = tuple(image.shape[-2:])
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        m = self.methods
+        if {"ours", "gde_only"} & set(m):
+            full = self._run(self.rec, image, True)
+            if "ours" in m:
+                out["ours"] = _texture(full)
+            if "gde_only" in m:
+                guide = maps.TEXTURE.split(full[GUIDE_KEY][None])
+                out["gde_only"] = {n: _resize(g[0].float(), size, "bilinear") for n, g in guide.items()}
+        if "no_seam_smoothing" in m:
+            out["no_seam_smoothing"] = _texture(self._run(self.rec, image, False))
+        if "patch_only" in m:
+            out["patch_only"] = _texture(self._run(self.patch_only, image, True))
+        if {"lowres_sr", "lowres_input"} & set(m):
+            small = F.interpolate(image[None].float(), scale_factor=1 / self.factor, mode="area")
+            if "lowres_sr" in m:
+                low = self._run(self.lowres, small[0].clamp(0, 1), True)
+                out["lowres_sr"] = {n: _resize(v, size, "bicubic") for n, v in _texture(low).items()}
+            if "lowres_input" in m:
+                up = _resize(small[0], size, "bicubic")
+                out["lowres_input"] = _texture(self._run(self.rec, up, True))
+        return {k: out[k] for k in m}
+
+
+def variant(rec: Reconstructor, hfdr: nn.Module | None = None, input_size: int | None = None,
+            wrap: Callable[[nn.Module], nn.Module] | None = None) -> Reconstructor:
+    """A Reconstructor sharing `rec`'s Stage 1 with another HFDR and/or another input size."""
+    net = hfdr if hfdr is not None else rec.hfdr
+    net = wrap(net) if wrap else net
+    s1 = rec.stage1
+    size = input_size or rec.input_size
+    same = size == rec.input_size
+    return Reconstructor(s1.uv_normal, s1.gde, net, s1.hash_encoder, input_size=size,
+                         global_size=rec.global_size if same else None, patch_size=rec.patch_size if same else None,
+                         patch_batch=rec.patch_batch, device=rec.device, seams=copy.copy(rec.seams),
+                         channels_last=rec.channels_last)

@@ -1,0 +1,279 @@
+"""Comparison (paper Table 1): `python -m experiments.run +exp=compare [compare.checkpoints=DIR] [compare.external_dir=DIR]`.
+
+1. Checkpoints: `compare.checkpoints` (a folder `uhrtex.bundle.find_checkpoints` understands, e.g. `logs/`, or
+   {uv_normal, gde, hfdr} paths). When null, the three stages are trained first exactly as `+exp=demo` does
+   (experiments/train_all.py, stage runs under logs/<stage>/runs/<run_name>), and - for `patch_only: retrain` -
+   an HFDR without guide (experiments.baselines.PatchOnlyHFDR) with the same budget.
+2. Every method of `compare.methods` (experiments/baselines.py) and every external method under
+   `compare.external_dir` (docs/evaluation.md) runs on each test capture (data split by subject).
+3. All are measured on one region per capture (GT face mask ∩ every method's coverage) with the same metrics,
+   at full input resolution in image space. Writes `<run>/table1.{md,csv}`, `<run>/per_capture.csv`, previews
+   of the albedo per method, and a W&B table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from experiments.compare_table import evaluate_capture, table1
+from experiments.eval_common import PERCEPTUAL_NAMES, finish_wandb, log_wandb_table, perceptual_key
+from uhrtex import maps
+from uhrtex.bundle import STAGES, build_stage, find_checkpoints, read_stage
+from uhrtex.captures.format import Camera
+from uhrtex.captures.store import CaptureStore
+from uhrtex.metrics import Evaluator
+from uhrtex.metrics.external import find_methods
+from uhrtex.pipeline import Reconstructor
+
+log = logging.getLogger(__name__)
+# Keys of the compare command line that must not reach the stage runs it launches.
+_OWN_KEYS = ("compare", "seeds")
+
+
+@contextlib.contextmanager
+def _stage_overrides():
+    """Hide this task's own overrides from train_all's pass-through (stage configs do not have those keys)."""
+    hc = HydraConfig.instance().cfg
+    if hc is None:
+        yield
+        return
+    task = list(hc.hydra.overrides.task)
+    keep = [o for o in task if not any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == k for k in _OWN_KEYS)]
+    with read_write(hc.hydra.overrides):
+        hc.hydra.overrides.task = keep
+    try:
+        yield
+    finally:
+        with read_write(hc.hydra.overrides):
+            hc.hydra.overrides.task = task
+
+
+def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
+    """Train uv_normal -> gde -> hfdr (train_all) and, if asked, the guide-less HFDR; -> {stage: last.ckpt}."""
+    from experiments.run import run
+    from experiments.train_all import compose_run, passthrough_overrides, train_all
+
+    outer = HydraConfig.instance().cfg
+    with _stage_overrides():
+        train_all(cfg)
+        summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
+        ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
+        if patch_only:
+            extra = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                     "trainer.num_sanity_val_steps=0"] if cfg.trainer.get("fast_dev_run") else []
+            base = [*passthrough_overrides(), f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
+                    f"paths.log_dir={cfg.paths.log_dir}", f"paths.data_dir={cfg.paths.data_dir}"]
+            try:
+                sub = compose_run(["+exp=hfdr", *base, "task_name=hfdr_patch_only",
+                                   "model._target_=experiments.baselines.PatchOnlyHFDR",
+                                   f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
+                po_dir = Path(sub.paths.output_dir)  # resolve now: it reads the Hydra config set by compose_run
+                log.info("=== hfdr_patch_only: %s", po_dir)
+                run(sub)
+            finally:
+                HydraConfig.instance().set_config(outer)
+            ckpts["patch_only"] = str(po_dir / "checkpoints" / "last.ckpt")
+    return ckpts
+
+
+def untrained_methods(cfg: DictConfig):
+    """fast_dev_run without checkpoints: freshly initialised stages at this preset (exercises the evaluation only)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.cli import CONFIG_MODULE, CONFIG_NAME
+    from lightning_modules.gde import make_hash_encoder
+
+    def model(stage: str) -> DictConfig:
+        overrides = [f"+exp={stage}", f"input_size={cfg.input_size}", f"width={cfg.width}"]
+        if GlobalHydra.instance().is_initialized():
+            return compose(CONFIG_NAME, overrides=overrides).model
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            return compose(CONFIG_NAME, overrides=overrides).model
+
+    m = {s: model(s) for s in STAGES}
+    hash_encoder = make_hash_encoder(OmegaConf.to_container(m["gde"].hash_encoding, resolve=True))
+    gde = instantiate(m["gde"].net)(hash_channels=hash_encoder.n_output_dims if hash_encoder is not None else 0)
+    return Reconstructor(instantiate(m["uv_normal"].net), gde, instantiate(m["hfdr"].net), hash_encoder,
+                         input_size=cfg.input_size, patch_batch=cfg.compare.patch_batch)
+
+
+def given_checkpoints(spec) -> dict[str, str]:
+    if isinstance(spec, (str, Path)):
+        return {s: str(p) for s, p in find_checkpoints(spec).items()}
+    spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else dict(spec)
+    missing = [s for s in STAGES if not spec.get(s)]
+    if missing:
+        raise ValueError(f"compare.checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
+    return {k: str(v) for k, v in spec.items() if v}
+
+
+def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None):
+    from experiments.baselines import Baselines, ZeroGuide, variant
+
+    c = cfg.compare
+    if ckpts is None:
+        rec = untrained_methods(cfg)
+    else:
+        rec = Reconstructor.from_records({s: read_stage(ckpts[s], s) for s in STAGES}, patch_batch=c.patch_batch)
+    methods = list(c.methods)
+    patch_only = None
+    if "patch_only" in methods:
+        if c.patch_only == "retrain" and ckpts is None:
+            patch_only = variant(rec, hfdr=copy.deepcopy(rec.hfdr), wrap=ZeroGuide)
+        elif c.patch_only == "retrain":
+            if "patch_only" not in ckpts:
+                raise ValueError("compare.patch_only=retrain needs compare.checkpoints.patch_only=<hfdr_patch_only run>/"
+                                 "checkpoints/last.ckpt (or compare.checkpoints=null to train it), or use zero_guide")
+            net = build_stage(read_stage(ckpts["patch_only"], "hfdr"))["net"]
+            patch_only = variant(rec, hfdr=net, wrap=ZeroGuide)
+        elif c.patch_only == "zero_guide":
+            patch_only = variant(rec, wrap=ZeroGuide)
+        else:
+            raise ValueError(f"compare.patch_only={c.patch_only!r}; use retrain or zero_guide")
+    lowres = variant(rec, input_size=rec.input_size // c.lowres_factor) if "lowres_sr" in methods else None
+    return rec, Baselines(rec, methods, patch_only, lowres, c.lowres_factor)
+
+
+def test_keys(cfg: DictConfig) -> list[str]:
+    dm = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("test")
+    return list(dm.splits["test"])
+
+
+def _write_rows(path: Path, rows: dict[str, list[dict]]) -> None:
+    flat = [{"method": m, **r} for m, rs in rows.items() for r in rs]
+    columns = ["method", "capture"] + sorted({k for r in flat for k in r} - {"method", "capture"})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(flat)
+
+
+def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None:
+    """Albedo per method: full frame (top) and a native-resolution zoom crop (bottom); GT first."""
+    from callbacks.panels import _show, crop_box, face_centre, save_png
+
+    cols = {"GT": maps.TEXTURE.split(target[None])["albedo"][0], **{m: o[0]["albedo"] for m, o in outputs.items() if "albedo" in o[0]}}
+    mask = (target.sum(0, keepdim=True) > 0).float()
+    y, x, s = crop_box(face_centre(mask), zoom, tuple(target.shape[-2:]))
+    top = torch.cat([_show(v, 256) for v in cols.values()], 2)
+    bottom = torch.cat([_show(v[:, y:y + s, x:x + s], 256) for v in cols.values()], 2)
+    save_png(path, torch.cat([top, bottom], 1))
+
+
+def compare(cfg: DictConfig) -> dict[str, float]:
+    c = cfg.compare
+    run_dir = Path(cfg.paths.output_dir)
+    t0 = time.time()
+    fast = bool(cfg.trainer.get("fast_dev_run"))
+    if c.checkpoints:
+        ckpts = given_checkpoints(c.checkpoints)
+    elif fast:  # smoke run: untrained stages, so only the evaluation path runs (the demo smoke covers training)
+        ckpts = None
+    else:
+        ckpts = train_checkpoints(cfg, "patch_only" in c.methods and c.patch_only == "retrain")
+    if ckpts is not None and c.get("patch_only_checkpoint"):
+        ckpts["patch_only"] = str(c.patch_only_checkpoint)
+    finish_wandb()
+    t_train = time.time() - t0
+    rec, baselines = build_methods(cfg, ckpts)
+    externals = find_methods(c.external_dir, list(c.external) if c.get("external") else None)
+    keys = test_keys(cfg)
+    if c.get("max_captures"):
+        keys = keys[: int(c.max_captures)]
+    if fast:
+        keys = keys[:1]
+    for ext in externals:
+        ext.check_keys(keys)
+    store = CaptureStore(cfg.data.store)
+    evaluator = Evaluator(cfg.metrics.perceptual, tile=cfg.metrics.tile)
+    rows: dict[str, list[dict]] = {}
+    uv_rows: dict[str, list[dict]] = {}
+    t1 = time.time()
+    for i, key in enumerate(keys):
+        cap = store.read(key, names=("image", "mask", *maps.TEXTURE.names))
+        camera = Camera.from_dict(store.meta(key)["camera"])
+        ones = torch.ones_like(cap["mask"])
+        outputs = {m: (out, ones) for m, out in baselines(cap["image"]).items()}
+        for ext in externals:
+            outputs[ext.name] = ext.load(key, camera)
+        target = maps.TEXTURE.cat({n: cap[n][None] for n in maps.TEXTURE.names})[0]
+        for method, row in evaluate_capture(evaluator, key, target, cap["mask"], outputs, rec.patch_size).items():
+            rows.setdefault(method, []).append(row)
+        if "uv" in c.spaces:
+            uv_target, uv_outputs, uv_mask = to_uv_space(target, outputs, cap["mask"], store.read(key, names=("uv",))["uv"])
+            for method, row in evaluate_capture(evaluator, key, uv_target, uv_mask, uv_outputs, None).items():
+                uv_rows.setdefault(method, []).append(row)
+        if i < c.previews:
+            _preview(run_dir / "previews" / f"{key}_albedo.png", outputs, target, rec.input_size // 8)
+        log.info("compare: %d/%d %s", i + 1, len(keys), key)
+    t_eval = time.time() - t1
+    perceptual = perceptual_key([r for rs in rows.values() for r in rs])
+    size = rec.input_size
+    notes = [
+        f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
+        f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage",
+        (f"{PERCEPTUAL_NAMES[perceptual]} " + (f"on {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else "on the whole frame"))
+        if perceptual else "no perceptual metric (metrics.perceptual=none)",
+        f"patch_only: {'HFDR retrained with the guide zeroed (same budget)' if c.patch_only == 'retrain' else 'our HFDR with its guide zeroed at inference (not retrained)'}; "
+        f"lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled ×{c.lowres_factor}; "
+        f"lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; gde_only: guide bilinear-upsampled",
+        "Seam: mean over the three maps of boundary/interior gradient energy on the "
+        f"{rec.patch_size}-px patch grid (1 = invisible seams, >1 visible, <1 over-smoothed)",
+        f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
+        "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
+    ]
+    t = table1(rows, perceptual, notes)
+    md, csv_path = t.write(run_dir / "table1")
+    _write_rows(run_dir / "per_capture.csv", rows)
+    log.info("compare: wrote %s and %s\n%s", md, csv_path, t.markdown())
+    log_wandb_table(cfg, "table1", t, job_type="compare")
+    if uv_rows:
+        tu = table1(uv_rows, perceptual, [UV_NOTE.format(res=size), *notes[1:3], notes[4]], title="Table 1 (UV space)")
+        tu.write(run_dir / "table1_uv")
+        _write_rows(run_dir / "per_capture_uv.csv", uv_rows)
+        log.info("compare: UV space\n%s", tu.markdown())
+        log_wandb_table(cfg, "table1_uv", tu, job_type="compare")
+    return {f"{m}/{k}": v for m, rs in rows.items() for k, v in _means(rs).items()}
+
+
+UV_NOTE = ("UV space: every method's image-space maps and the GT splatted into the unified UV layout ({res}² "
+           "texels) by the capture's GT uv map over the shared region (uhrtex.unwrap splat, no hole filling); "
+           "metrics over the texels observed; no seam metric (patches are an image-space notion)")
+
+
+def to_uv_space(target: torch.Tensor, outputs: dict, mask: torch.Tensor, uv: torch.Tensor):
+    """GT and every method's maps -> UV textures through the GT uv map (same texels for all); -> (7xRxR, outputs, mask)."""
+    from uhrtex.unwrap import UnwrapOptions, unwrap
+
+    from experiments.compare_table import shared_region
+
+    region = shared_region(mask, outputs)
+    res = target.shape[-1]
+    opts = UnwrapOptions(resolution=res, fill=False)
+    # One splat pass for everything: the GT and every method's maps as channels of one stack.
+    stack = {f"GT/{n}": v[0] for n, v in maps.TEXTURE.split(target[None]).items()}
+    stack.update({f"{m}/{n}": v for m, (pred, _) in outputs.items() for n, v in pred.items()})
+    r = unwrap(stack, region, "splat", uv=uv, options=opts)
+    cover = (r.coverage > 0.5).float()
+    uv_outputs = {m: ({n: r.textures[f"{m}/{n}"] for n in pred}, cover) for m, (pred, _) in outputs.items()}
+    gt = maps.TEXTURE.cat({n: r.textures[f"GT/{n}"][None] for n in maps.TEXTURE.names})[0]
+    return gt, uv_outputs, cover
+
+
+def _means(rows: list[dict]) -> dict[str, float]:
+    keys = {k for r in rows for k in r if k != "capture"}
+    return {k: sum(r[k] for r in rows if k in r) / max(1, sum(1 for r in rows if k in r)) for k in keys}

@@ -1,0 +1,64 @@
+"""Table 1 of the comparison: evaluate every method on the same captures, the same region, the same metrics.
+
+`evaluate_capture` takes the GT maps, the GT mask and each method's image-space maps + coverage, and measures
+every method on one region: GT face mask ∩ the coverage of every method (the paper's "overlapping area of the
+frontal projections"). A method may lack maps (e.g. NextFace has no micronormal): those cells stay empty.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from experiments.eval_common import MAP_HEADERS, PERCEPTUAL_NAMES
+from uhrtex import maps
+from uhrtex.metrics import Column, Evaluator, Table, mean_std
+from uhrtex.metrics.evaluate import perceptual_many
+
+MethodOutput = tuple[Mapping[str, torch.Tensor], torch.Tensor]  # ({map: C x H x W}, coverage 1 x H x W)
+
+
+def shared_region(mask: torch.Tensor, outputs: Mapping[str, MethodOutput]) -> torch.Tensor:
+    region = mask > 0.5
+    for _, cover in outputs.values():
+        region = region & (cover > 0.5)
+    return region.float()
+
+
+def evaluate_capture(evaluator: Evaluator, key: str, target: torch.Tensor, mask: torch.Tensor,
+                     outputs: Mapping[str, MethodOutput], patch: int | None) -> dict[str, dict]:
+    """{method: row} for one capture; target is 7 x H x W (maps.TEXTURE), mask 1 x H x W."""
+    region = shared_region(mask, outputs)[None]
+    gt = maps.TEXTURE.split(target[None])
+    rows = {}
+    for method, (pred, _) in outputs.items():
+        names = tuple(n for n in maps.TEXTURE.names if n in pred)
+        row = evaluator({n: pred[n][None] for n in names}, gt, region, patch=patch, names=names, perceptual=False)[0]
+        rows[method] = {"capture": key, "region_px": float(region.sum()), **row}
+    if evaluator.kind is not None:  # all methods of a map in one pass: the GT is encoded once
+        for name in maps.TEXTURE.names:
+            having = [m for m, (pred, _) in outputs.items() if name in pred]
+            if having:
+                d = perceptual_many(evaluator, torch.stack([outputs[m][0][name] for m in having]), gt[name], region)
+                for m, v in zip(having, d.tolist()):
+                    rows[m][f"{name}/{evaluator.perceptual_key}"] = v
+    return rows
+
+
+def table1(rows: Mapping[str, list[dict]], perceptual: str | None, notes: list[str],
+           title: str = "Table 1: comparison on the test captures") -> Table:
+    """Rows = methods; per map SSIM↑, perceptual↓, PSNR↑; micronormal angle; mean seam metric."""
+    metrics = [("ssim", "SSIM↑", 3)] + ([(perceptual, f"{PERCEPTUAL_NAMES[perceptual]}↓", 3)] if perceptual else []) \
+        + [("psnr", "PSNR↑", 2)]
+    columns = [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in MAP_HEADERS for k, h, d in metrics]
+    columns += [Column("micronormal/angle", "MicroNormal angle° ↓", 2), Column("seam", "Seam (1 = invisible)", 3)]
+    t = Table(title, "Method", columns, notes=notes, show_std=False)
+    for method, method_rows in rows.items():
+        stats = mean_std([{k: v for k, v in r.items() if k != "capture"} for r in method_rows])
+        seams = [stats[f"{m}/seam"][0] for m in MAP_HEADERS if f"{m}/seam" in stats and stats[f"{m}/seam"][2]]
+        cells = dict(stats)
+        if seams:
+            cells["seam"] = sum(seams) / len(seams)
+        t.add(method, cells)
+    return t
