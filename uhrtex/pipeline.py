@@ -95,6 +95,10 @@ class Reconstructor:
         self.hfdr = hfdr.requires_grad_(False).eval().to(self.device, memory_format=fmt)
         self.stage1.uv_normal.to(memory_format=fmt)
         self.stage1.gde.to(memory_format=fmt)
+        for net in (self.stage1.uv_normal, self.stage1.gde, self.hfdr):
+            for m in net.modules():  # inference only: activations overwrite their (fresh) inputs, less memory traffic
+                if isinstance(m, (nn.SiLU, nn.ReLU, nn.LeakyReLU)):
+                    m.inplace = True
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------ construction
