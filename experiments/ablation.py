@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from experiments.eval_common import (PERCEPTUAL_NAMES, finish_wandb, latest_test_rows, log_wandb_table, perceptual_key,
@@ -55,6 +56,8 @@ def table2(stats: dict[str, dict], perceptual: str | None, how: str, notes: list
 
 def ablation_hash(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
     seeds = list(cfg.get("seeds") or [cfg.seed])
     per_seed: dict[str, dict[int, list[dict]]] = {v: {} for v, _, _ in VARIANTS}
     timings = {}

@@ -177,6 +177,8 @@ def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None
 def compare(cfg: DictConfig) -> dict[str, float]:
     c = cfg.compare
     run_dir = Path(cfg.paths.output_dir)
+    if cfg.pipeline.get("torch_threads"):
+        torch.set_num_threads(int(cfg.pipeline.torch_threads))
     t0 = time.time()
     fast = bool(cfg.trainer.get("fast_dev_run"))
     if c.checkpoints:
