@@ -66,6 +66,7 @@ def ablation_hash(cfg: DictConfig) -> dict[str, float]:
             name = f"{variant}_seed{seed}"
             sub = subrun_config(cfg, name, {"seed": int(seed), "model.hash_encoding.enabled": enabled, "test": True,
                                             "train": True, "entry": "experiments.train:train"})
+            (run_dir / name).mkdir(parents=True, exist_ok=True)
             log.info("ablation_hash: training %s", name)
             start = time.time()
             try:
