@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from uhrtex.metrics import Column, Table, mean_std, read_csv
 
 
@@ -42,3 +44,19 @@ def test_std_hidden_when_asked():
     t = _table()
     t.show_std = False
     assert "±" not in t.markdown()
+
+
+def test_table2_mean_std_over_seeds_or_captures():
+    from experiments.ablation import summarize, table2
+
+    def rows(*values):
+        return [{"capture": f"c{i}", "albedo/ssim": v, "albedo/psnr": 10 + v, "albedo/stlpips": 1 - v} for i, v in enumerate(values)]
+
+    # Two seeds: each seed's mean over captures, then mean ± std over the seeds.
+    stats, how = summarize({"hash": {0: rows(0.4, 0.6), 1: rows(0.6, 0.8)}, "nohash": {0: rows(0.3, 0.3), 1: rows(0.5, 0.5)}})
+    assert "2 seeds" in how and stats["hash"]["albedo/ssim"] == pytest.approx((0.6, math.sqrt(0.02), 2))
+    md = table2(stats, "stlpips", how, []).markdown()
+    assert "| SSIM w/ Hash | 0.600 ± 0.141 | - | - |" in md and "| ST-LPIPS-alex w/o Hash | 0.600 ± 0.141 |" in md
+    # One seed: spread over test captures.
+    stats, how = summarize({"hash": {0: rows(0.4, 0.6)}, "nohash": {0: rows(0.2, 0.2)}})
+    assert "2 test captures (one seed)" in how and stats["nohash"]["albedo/ssim"] == pytest.approx((0.2, 0.0, 2))
