@@ -8,7 +8,8 @@ instead (ablations, smoke tests). `hash_encoding.enabled=false` is the no-hash a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 from lightning_modules.base import CHECKPOINT_KEY, StageModule
-from uhrtex.stage1 import GEOMETRY_KEYS, GUIDE_KEY, Stage1
+from uhrtex.stage1 import Stage1
 from uhrtex.stage1_cache import CacheSpec, cache_root_for, ensure_cache, file_digest, store_compute
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,11 @@
 """The three stage networks (layer counts, channels, guide injection) and loading stage checkpoints."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from lightning_modules.loading import CheckpointError, load_stage
 from tests.helpers.stage_ckpts import build_module, save_stage_checkpoint
-from uhrtex import maps
 from uhrtex.networks.budget import training_bytes
 from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
 from uhrtex.networks.unet import ConvBlock

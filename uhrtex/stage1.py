@@ -83,7 +83,7 @@ class Stage1(nn.Module):
     def keys(self) -> tuple[str, ...]:
         return (GEOMETRY_KEYS if self.uv_normal is not None else ()) + ((GUIDE_KEY,) if self.gde is not None else ())
 
-    def train(self, mode: bool = True) -> "Stage1":
+    def train(self, mode: bool = True) -> Stage1:
         return super().train(False)  # frozen: GroupNorm has no running stats, but keep eval semantics anyway
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ Paper-preset defaults (width = 32, checked to fit a 24 GB GPU by `uhrtex.network
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
