@@ -16,7 +16,10 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def panel(columns: dict[str, torch.Tensor], max_rows: int = 4) -> torch.Tensor:
-    """Rows = samples, columns = named maps (resized to the first column's size): 3×(rH)×(cW)."""
+    """Rows = samples, columns = named maps (resized to the first column's size): uint8 3×(rH)×(cW).
+
+    uint8, because wandb.Image casts float tensors to bytes without scaling (a [0, 1] panel comes out black).
+    """
     size = next(iter(columns.values())).shape[-2:]
     cols = []
     for x in columns.values():
@@ -25,7 +28,7 @@ def panel(columns: dict[str, torch.Tensor], max_rows: int = 4) -> torch.Tensor:
             x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
         cols.append(x)
     grid = torch.cat(cols, dim=3)  # B×3×H×(cW)
-    return torch.cat(list(grid), dim=1).cpu()  # 3×(BH)×(cW)
+    return (torch.cat(list(grid), dim=1) * 255).round().to(torch.uint8).cpu()  # 3×(BH)×(cW)
 
 
 def log_panel(module, key: str, columns: dict[str, torch.Tensor]) -> None:

@@ -146,3 +146,15 @@ def test_missing_or_foreign_files_are_one_line_errors(ckpts, tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_stage(tmp_path / "untagged.ckpt", "gde")
     assert "no uhrtex stage tag" in _one_line(e)
+
+
+def test_validation_panel_is_a_uint8_grid_wandb_can_show():
+    import numpy as np
+    import wandb
+
+    from lightning_modules.images import panel
+
+    p = panel({"image": torch.full((2, 3, 8, 8), 0.5), "uv": torch.ones(2, 2, 4, 4), "mask": torch.zeros(2, 1, 8, 8)})
+    assert p.shape == (3, 16, 24) and p.dtype == torch.uint8
+    assert p[:, :, :8].eq(128).all() and p[0, :, 8:16].eq(255).all() and p[2, :, 8:16].eq(0).all()
+    assert np.array(wandb.Image(p).image).max() == 255  # a float panel would come out black (max 1)
