@@ -6,6 +6,7 @@ import torch
 
 from lightning_modules.loading import CheckpointError, load_stage
 from tests.helpers.stage_ckpts import build_module, save_stage_checkpoint
+from uhrtex import maps
 from uhrtex.networks.budget import training_bytes
 from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
 from uhrtex.networks.unet import ConvBlock
@@ -158,3 +159,52 @@ def test_validation_panel_is_a_uint8_grid_wandb_can_show():
     assert p.shape == (3, 16, 24) and p.dtype == torch.uint8
     assert p[:, :, :8].eq(128).all() and p[0, :, 8:16].eq(255).all() and p[2, :, 8:16].eq(0).all()
     assert np.array(wandb.Image(p).image).max() == 255  # a float panel would come out black (max 1)
+
+
+def contract_batch(b: int, size: int, stage1: bool = False, guide: bool = False) -> dict:
+    """A batch as docs/contracts.md describes it (CaptureDataModule, optionally with Stage-1 outputs)."""
+    g = torch.Generator().manual_seed(0)
+    batch = {n: torch.rand(b, c, size, size, generator=g) for n, c in maps.CAPTURE.groups}
+    batch["mask"] = (batch["mask"] > 0.5).float()
+    if stage1:
+        batch.update(uv_pred=torch.rand(b, 2, size, size), normal_pred=torch.rand(b, 3, size, size),
+                     mask_pred=torch.rand(b, 1, size, size))
+    if guide:
+        batch["guide"] = torch.rand(b, 7, size, size)
+    batch.update(capture=[f"s{i}__l0__c0" for i in range(b)], subject=[f"s{i}" for i in range(b)])
+    return batch
+
+
+def test_uv_normal_loss_ignores_geometry_off_the_face():
+    module = build_module("uv_normal")
+    batch = contract_batch(2, 32)
+    perfect = torch.cat([batch["uv"], batch["normal"], batch["mask"]], 1)
+    off_face = perfect.clone()
+    off_face[:, :5] = torch.where(batch["mask"].bool(), perfect[:, :5], torch.rand_like(perfect[:, :5]))
+    t0, t1 = module.loss_terms(perfect, batch), module.loss_terms(off_face, batch)
+    assert t0["geometry_l1"].item() == pytest.approx(0.0, abs=1e-7) and t1["geometry_l1"].item() == pytest.approx(0.0, abs=1e-7)
+    assert t0["mask_bce"].item() < 1e-4  # a (clamped) perfect mask
+    flipped = perfect.clone()
+    flipped[:, 5:] = 1 - batch["mask"]
+    assert module.loss_terms(flipped, batch)["loss"] > 10  # BCE of a wrong mask: -log(1e-6) ≈ 13.8
+
+
+@pytest.mark.parametrize("gt", [False, True])
+def test_gde_and_hfdr_modules_step_on_contract_batches(gt):
+    gde = build_module("gde", [f"model.use_gt_geometry={str(gt).lower()}"])
+    batch = contract_batch(2, 32, stage1=True)
+    pred = gde.predict_batch(batch)
+    terms = gde.loss_terms(pred, batch)
+    assert pred.shape == (2, 7, 32, 32) and set(terms) == {"loss", "l1", "laplacian"}
+    terms["loss"].backward()
+    assert gde.hash_encoder.grid.params.grad.abs().sum() > 0  # the hash table trains jointly with the GDE
+    geo = "uv" if gt else "uv_pred"
+    changed = dict(batch, **{geo: torch.rand_like(batch[geo])})
+    assert not torch.allclose(gde.predict_batch(changed), pred.detach())  # the chosen geometry is what it reads
+    hfdr = build_module("hfdr", ["model.gde_ckpt=unused", f"model.use_gt_geometry={str(gt).lower()}"])
+    batch = contract_batch(4, 32, stage1=True, guide=True)
+    assert torch.equal(hfdr.predict_batch(batch), batch["guide"])  # untrained: the guide passes through
+    assert hfdr.loss_terms(hfdr.predict_batch(batch), batch)["loss"] > 0
+    with pytest.raises(KeyError, match="uv_normal_ckpt"):
+        gde.hparams.use_gt_geometry = False
+        gde.predict_batch(contract_batch(1, 32))
