@@ -1,5 +1,6 @@
 """The three stage networks (layer counts, channels, guide injection) and loading stage checkpoints."""
 
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,3 +209,21 @@ def test_gde_and_hfdr_modules_step_on_contract_batches(gt):
     with pytest.raises(KeyError, match="uv_normal_ckpt"):
         gde.hparams.use_gt_geometry = False
         gde.predict_batch(contract_batch(1, 32))
+
+
+def test_hfdr_defaults_to_the_uv_normal_checkpoint_the_gde_was_trained_on(ckpts, tmp_path):
+    from lightning_modules.base import CHECKPOINT_KEY
+    from lightning_modules.hfdr import gde_upstream_uv_normal
+    from lightning_modules.loading import upstream_record
+
+    uvn = tmp_path / "uvn.ckpt"
+    uvn.write_bytes(Path(ckpts["uv_normal"]).read_bytes())
+    ckpt = torch.load(ckpts["gde"], weights_only=False)
+    ckpt[CHECKPOINT_KEY]["upstream"] = {"uv_normal": upstream_record(uvn)}
+    torch.save(ckpt, tmp_path / "gde.ckpt")
+    assert gde_upstream_uv_normal(str(tmp_path / "gde.ckpt")) == str(uvn.resolve())
+    assert gde_upstream_uv_normal(ckpts["gde"]) is None  # trained on GT geometry: nothing recorded
+    uvn.unlink()
+    with pytest.raises(CheckpointError) as e:
+        gde_upstream_uv_normal(str(tmp_path / "gde.ckpt"))
+    assert "which is gone" in _one_line(e)
