@@ -61,7 +61,9 @@ def compose_run(overrides: list[str]) -> DictConfig:
     # What a normal launch leaves in <run>/.hydra, so a stage run can be resumed or repeated on its own.
     hydra_dir = Path(run_dir) / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+    # Without the demo's own plumbing (paths, run_name): a resume then only has to repeat what matters.
+    typed = [o for o in overrides if not _key(o).startswith("paths.") and _key(o) != "run_name"]
+    OmegaConf.save(OmegaConf.create(typed), hydra_dir / "overrides.yaml")
     return cfg
 
 
