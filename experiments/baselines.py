@@ -3,8 +3,9 @@
 * `ours`: the Reconstructor (Stage 1 -> HFDR on every patch -> assemble -> seam smoothing).
 * `no_seam_smoothing`: the same HFDR output, assembled without smoothing (paper Fig. 5).
 * `patch_only`: HFDR without the GDE guide (paper Fig. 3). `retrain`: an HFDR trained from scratch with the
-  guide input zeroed (`PatchOnlyHFDR`, same budget as ours), so it learns to work without one; `zero_guide`:
-  our HFDR with its guide zeroed at inference (no training, but out of distribution: a lower bound).
+  guide input zeroed (`PatchOnlyHFDR`, same budget as ours, sigmoid head instead of the guide pass-through
+  head), so it learns to work without one; `zero_guide`: our HFDR with its guide zeroed at inference (no
+  training; with the pass-through head its output collapses towards 0: a degenerate lower bound only).
   Both are smoothed like `ours`, so the seam metric compares guide vs no guide.
 * `gde_only`: the Stage-1 guide (global size) bilinearly upsampled to the input size, as HFDR receives it.
 * `lowres_sr`: the DreamFace/MoSAR approach: our whole pipeline run at input/`factor` (paper scale: 512² from

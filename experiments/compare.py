@@ -77,6 +77,9 @@ def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
             try:
                 sub = compose_run(["+exp=hfdr", *base, "task_name=hfdr_patch_only",
                                    "model._target_=experiments.baselines.PatchOnlyHFDR",
+                                   # A sigmoid head: the guide pass-through head would start (and stay) at 0
+                                   # without a guide.
+                                   "model.net.guide_passthrough=false",
                                    f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
                 po_dir = Path(sub.paths.output_dir)  # resolve now: it reads the Hydra config set by compose_run
                 log.info("=== hfdr_patch_only: %s", po_dir)
@@ -233,8 +236,9 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         f"patch_only: {'HFDR retrained with the guide zeroed (same budget)' if c.patch_only == 'retrain' else 'our HFDR with its guide zeroed at inference (not retrained)'}; "
         f"lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled ×{c.lowres_factor}; "
         f"lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; gde_only: guide bilinear-upsampled",
-        "Seam: mean over the three maps of boundary/interior gradient energy on the "
-        f"{rec.patch_size}-px patch grid (1 = invisible seams, >1 visible, <1 over-smoothed)",
+        "Seam: mean over the three maps of the gradient energy on the "
+        f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines (1 = invisible seams, "
+        ">1 visible jumps, <1 boundaries smoother than the interior)",
         f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
         "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
     ]

@@ -79,21 +79,34 @@ def _ramp_with_jumps(h: int, w: int, patch: int) -> torch.Tensor:
 
 
 def test_seam_metric_by_hand():
-    x = _ramp_with_jumps(8, 8, 4)
-    # Horizontal: 8 boundary diffs of 2 (energy 4), 48 interior of 1. Vertical: 8 boundary + 48 interior zeros.
-    boundary, interior = seam_energies(x, 4)
-    assert boundary.item() == pytest.approx((8 * 4) / 16)
-    assert interior.item() == pytest.approx(48 / 96)
-    assert seam_metric(x, 4).item() == pytest.approx(4.0)
-    assert seam_metric(x.repeat(1, 3, 1, 1), 4).item() == pytest.approx(4.0)  # channels pool consistently
+    x = _ramp_with_jumps(16, 16, 8)
+    # Horizontal: boundary diffs (7|8) 16 of value 2 (energy 4); reference diffs at patch offsets 2, 4, 6
+    # (1|2, 3|4, 5|6, 9|10, 11|12, 13|14) 96 of value 1. Vertical: 16 boundary + 96 reference zeros.
+    boundary, reference = seam_energies(x, 8)
+    assert boundary.item() == pytest.approx(16 * 4 / 32)
+    assert reference.item() == pytest.approx(96 / 192)
+    assert seam_metric(x, 8).item() == pytest.approx(4.0)
+    assert seam_metric(x.repeat(1, 3, 1, 1), 8).item() == pytest.approx(4.0)  # channels pool consistently
+
+
+def test_seam_reference_lines_share_the_boundary_phase():
+    # A map with period-4 gradients (like a 4x upsampled one): energy 9 on diffs 3|4, 7|8, ... and 1 elsewhere.
+    steps = torch.ones(31)
+    steps[3::4] = 3.0
+    x = torch.cat([torch.zeros(1), steps.cumsum(0)]).expand(1, 1, 32, 32).clone()
+    assert seam_metric(x, 16).item() == pytest.approx(1.0)  # boundaries (15|16) vs 3|4, 7|8, 11|12: same phase
+    boundary, _ = seam_energies(x, 6)  # 6 is not a multiple of 4: all interior lines are the reference
+    assert boundary.item() > 0
 
 
 def test_seam_metric_masking_and_invisible_seams():
-    x = _ramp_with_jumps(8, 8, 4)
-    mask = torch.zeros(1, 1, 8, 8)
-    mask[..., :4] = 1  # no horizontal difference across column 3|4 has both pixels inside
-    boundary, interior = seam_energies(x, 4, mask)
-    assert boundary.item() == 0.0 and interior.item() == pytest.approx(24 / 48)
+    x = _ramp_with_jumps(16, 16, 8)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8] = 1  # no horizontal difference across column 7|8 has both pixels inside
+    boundary, reference = seam_energies(x, 8, mask)
+    # Boundary: only vertical zeros (row 7|8, 8 columns). Reference: horizontal 1|2, 3|4, 5|6 (16 rows x 3 of 1)
+    # and vertical zeros at row offsets 2, 4, 6 (6 rows x 8 columns).
+    assert boundary.item() == 0.0 and reference.item() == pytest.approx(48 / (48 + 48))
     smooth = torch.arange(16.0).expand(1, 1, 16, 16)
     assert seam_metric(smooth, 4).item() == pytest.approx(1.0)
     assert seam_metric(torch.zeros(1, 1, 8, 8), 4).item() == pytest.approx(1.0)
@@ -130,9 +143,12 @@ def test_perceptual_tiles_weighted_by_mask():
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4, :] = 1  # top-left and top-right tiles fully inside, bottom tiles outside
     # Tiled (4 px): tiles TL=1, TR=0 with weight 1 each; bottom tiles have no mask and are skipped.
-    assert perceptual_distance(_MeanAbs(), pred, target, mask, tile=4).item() == pytest.approx(0.5)
-    # Untiled: one pass over the whole (zero-filled) frame.
-    assert perceptual_distance(_MeanAbs(), pred, target, mask, tile=8).item() == pytest.approx(16 / 64)
+    assert perceptual_distance(_MeanAbs(), pred, target, mask, tile=4, min_side=1).item() == pytest.approx(0.5)
+    # Untiled: one pass over the mask's bounding box (the top half): 16 differing pixels of 32.
+    assert perceptual_distance(_MeanAbs(), pred, target, mask, tile=8, min_side=1).item() == pytest.approx(16 / 32)
+    # Grown to min_side (here the whole frame) around a small region.
+    assert perceptual_distance(_MeanAbs(), pred, target, mask, tile=8, min_side=8).item() == pytest.approx(16 / 64)
+    assert perceptual_distance(_MeanAbs(), pred, target, None, tile=8).item() == pytest.approx(16 / 64)
 
 
 def test_evaluator_keys_and_identity():

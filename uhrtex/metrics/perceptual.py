@@ -7,7 +7,8 @@
   two are never mixed under one name.
 
 Maps are compared as 3-channel images in [0, 1]: 1-channel maps (specular) are repeated; encoded normals are
-used as-is. Outside the evaluation mask both images are set to 0. Maps larger than `tile` per side are cut
+used as-is. Outside the evaluation mask both images are set to 0, and only the mask's bounding box (at least
+64 px a side) is compared, so the score does not depend on how much empty background the frame has. Maps larger than `tile` per side are cut
 into tile x tile crops (LPIPS nets were trained on small crops, and a 4K AlexNet pass is memory-hungry);
 the value is the mean over tiles that hold any mask, weighted by their mask fraction.
 """
@@ -79,6 +80,24 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"perceptual metrics take 1- or 3-channel maps, got {x.shape[1]} channels")
 
 
+MIN_SIDE = 64  # smallest crop the AlexNet trunks take comfortably
+
+
+def _bbox(m: torch.Tensor, min_side: int) -> tuple[int, int, int, int]:
+    """Rows/cols [y0, y1) x [x0, x1) holding any mask pixel (over the batch), grown to >= min_side where possible."""
+    h, w = m.shape[-2:]
+    any_ = m.flatten(0, 1).amax(0) > 0
+    rows, cols = torch.nonzero(any_.any(1)).flatten(), torch.nonzero(any_.any(0)).flatten()
+    if rows.numel() == 0:
+        return 0, h, 0, w
+    out = []
+    for lo, hi, n in ((int(rows[0]), int(rows[-1]) + 1, h), (int(cols[0]), int(cols[-1]) + 1, w)):
+        side = min(max(hi - lo, min_side), n)
+        lo = min(max((lo + hi) // 2 - side // 2, 0), n - side)
+        out += [lo, lo + side]
+    return out[0], out[1], out[2], out[3]
+
+
 def _pairs(model: nn.Module, a: torch.Tensor, b: torch.Tensor, device, batch: int) -> torch.Tensor:
     """model(a, b) in chunks; a target shared by the whole batch (b of batch 1) is encoded once when the model
     exposes `features`/`distance` (ST-LPIPS), e.g. several methods against one ground truth."""
@@ -92,12 +111,15 @@ def _pairs(model: nn.Module, a: torch.Tensor, b: torch.Tensor, device, batch: in
 
 @torch.no_grad()
 def perceptual_distance(model: nn.Module, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                        tile: int = 1024, batch: int = 4) -> torch.Tensor:
+                        tile: int = 1024, batch: int = 4, min_side: int = MIN_SIDE) -> torch.Tensor:
     """Per-sample (B,) distance; tiled when a side exceeds `tile` (see module doc). A target (and mask) of batch 1
     is shared by every prediction (compared once per prediction, encoded once)."""
     device = next(model.buffers()).device
     m = torch.ones_like(target[:, :1]) if mask is None else (mask > 0.5).to(pred.dtype)
     a, b = _rgb(pred.float()) * m, _rgb(target.float()) * m
+    if mask is not None:  # only the region's bounding box: the rest is zero in both (and would only dilute)
+        y0, y1, x0, x1 = _bbox(m, min_side)
+        a, b, m = a[..., y0:y1, x0:x1], b[..., y0:y1, x0:x1], m[..., y0:y1, x0:x1]
     h, w = a.shape[-2:]
     if max(h, w) <= tile:
         return _pairs(model, a, b, device, batch)
