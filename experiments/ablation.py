@@ -83,10 +83,10 @@ def ablation_hash(cfg: DictConfig) -> dict[str, float]:
              f"trainer.max_epochs={cfg.trainer.max_epochs}, geometry: "
              f"{'ground-truth uv/normal' if cfg.model.get('use_gt_geometry') else 'predicted uv/normal'}",
              "metrics in image space over the GT face mask at the GDE's (global) resolution; "
-             + (f"{PERCEPTUAL_NAMES[perceptual]} on the whole frame" if perceptual else "no perceptual metric"),
+             + (f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box" if perceptual else "no perceptual metric"),
              "wall time per training: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())]
     if perceptual and cfg.global_size > cfg.metrics.tile:
-        notes[1] = notes[1].replace("on the whole frame", f"on {cfg.metrics.tile}² tiles")
+        notes[1] = notes[1].replace("bounding box", f"bounding box, in {cfg.metrics.tile}² tiles")
     t = table2(stats, perceptual, how, notes)
     md, csv_path = t.write(run_dir / "table2")
     log.info("ablation_hash: wrote %s and %s\n%s", md, csv_path, t.markdown())

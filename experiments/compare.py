@@ -231,7 +231,7 @@ def compare(cfg: DictConfig) -> dict[str, float]:
     notes = [
         f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
         f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage",
-        (f"{PERCEPTUAL_NAMES[perceptual]} " + (f"on {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else "on the whole frame"))
+        (f"{PERCEPTUAL_NAMES[perceptual]} " + "on the region's bounding box" + (f", in {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else ""))
         if perceptual else "no perceptual metric (metrics.perceptual=none)",
         f"patch_only: {'HFDR retrained with the guide zeroed (same budget)' if c.patch_only == 'retrain' else 'our HFDR with its guide zeroed at inference (not retrained)'}; "
         f"lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled ×{c.lowres_factor}; "
