@@ -219,3 +219,16 @@ def test_glb_imports_in_blender(scene, recon_ckpts, tmp_path, capsys):
     assert res.returncode == 0, res.stderr[-2000:]
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("MESHES"))
     assert line.split()[1] == "1" and int(line.split()[3]) >= 3 and "NORMALMAP True" in line and "BSDF True" in line
+
+
+def test_cropped_camera_follows_the_crop(scene):
+    from experiments.reconstruct import cropped_camera
+    from uhrtex.mesh import load_camera, load_obj
+
+    cam, mesh = load_camera(scene["camera"]), load_obj(scene["mesh"])
+    crop = (40, 30, 160)  # x0, y0, side in the 256² portrait, resized to 320²
+    c2 = cropped_camera(cam, (256, 256), crop, 320)
+    p, q = cam.project(mesh.verts), c2.project(mesh.verts)
+    s = 320 / 160
+    assert torch.allclose(q[:, 0], (p[:, 0] - 40) * s, atol=1e-6) and torch.allclose(q[:, 1], (p[:, 1] - 30) * s, atol=1e-6)
+    assert (c2.width, c2.height) == (320, 320)
