@@ -29,7 +29,7 @@ import torch
 from uhrtex import io as uio
 from uhrtex.bundle import CheckpointError
 from uhrtex.face_crop import FaceNotFoundError, crop_face
-from uhrtex.mesh import Camera, Mesh, MeshError, check_camera, load_camera, load_obj
+from uhrtex.mesh import Camera, MeshError, check_camera, load_camera, load_obj
 from uhrtex.pipeline import InputError, Reconstructor
 from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
 
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="texture for unseen texels: the neutral procedural head (unified UV layout) or flat skin")
     p.add_argument("--input-size", type=int, default=None, help="preset input size, if the checkpoints lack it")
     p.add_argument("--no-seams", action="store_true", help="skip seam smoothing (ablation)")
+    p.add_argument("--seam-feather", type=float, default=0.0, help="0: the paper's hard ±8 px band; 1: fade the "
+                   "smoothing out towards the band's edge (see docs/reconstruction.md)")
     p.add_argument("--preview-size", type=int, default=512)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     return p
@@ -148,6 +150,9 @@ def run(args: argparse.Namespace) -> dict:
     rec = Reconstructor.load(args.ckpt, patch_batch=args.patch_batch, device=device, input_size=args.input_size)
     if args.no_seams:
         rec.seams.enabled = False
+    if not 0 <= args.seam_feather <= 1:
+        raise UsageError("--seam-feather must be in [0, 1]")
+    rec.seams.feather = args.seam_feather
     image = read_portrait(args.portrait)
     src_hw = tuple(image.shape[-2:])
     crop_info = None
@@ -206,7 +211,10 @@ def run(args: argparse.Namespace) -> dict:
             _maps_out(w, "uv_", res.textures, args.exr)
             w.png("uv_coverage.png", res.coverage, 8)
             # The mesh the UV textures belong to: the user's, or (splat: unified UV space) the template head.
-            glb_mesh, scale = (mesh, 1.0) if mesh is not None else (template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE)
+            if mesh is not None:
+                glb_mesh, scale = mesh, 1.0
+            else:
+                glb_mesh, scale = template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE
             from uhrtex.export import glb_bytes, render_preview
 
             t0 = time.perf_counter()
@@ -227,7 +235,8 @@ def run(args: argparse.Namespace) -> dict:
             "portrait": str(Path(args.portrait).resolve()), "checkpoints": str(Path(args.ckpt).resolve()),
             "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
-            "face_crop": crop_info.to_dict() if crop_info else None, "seam_smoothing": not args.no_seams,
+            "face_crop": crop_info.to_dict() if crop_info else None,
+            "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather},
             "unwrap": unwrap_info, "device": str(device), "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }

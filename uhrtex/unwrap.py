@@ -140,7 +140,7 @@ def _visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, op
     pos, _ = mesh.corners()
     ids = rast[0, ..., 3].reshape(-1)
     texels = (ids > 0).nonzero().flatten()
-    zbuf, dcam = _depth_buffer(mesh, camera, opts.depth_resolution, renderer)
+    zbuf, _ = _depth_buffer(mesh, camera, opts.depth_resolution, renderer)
     inside = _erode(_binary_mask(mask), 1)  # all four bilinear taps on the face
     # Face normals (either winding) for the grazing test.
     p = pos.view(-1, 3, 3).double()
@@ -263,8 +263,11 @@ def _optimize(x, mask, mesh, camera, res, opts, renderer, progress):
         acc, wacc = torch.zeros(target.shape[1], lvl * lvl), torch.zeros(1, lvl * lvl)
         for s0 in range(0, sel.numel(), _CHUNK):
             _splat(target[s0:s0 + _CHUNK], uv[s0:s0 + _CHUNK, 0], uv[s0:s0 + _CHUNK, 1], lvl, acc, wacc)
-        prior = target.mean(0)[:, None].expand(-1, lvl * lvl) if tex is None else \
-            F.interpolate(tex.permute(0, 3, 1, 2), size=(lvl, lvl), mode="bilinear", align_corners=False)[0].reshape(-1, lvl * lvl)
+        if tex is None:
+            prior = target.mean(0)[:, None].expand(-1, lvl * lvl)
+        else:
+            prior = F.interpolate(tex.permute(0, 3, 1, 2), size=(lvl, lvl), mode="bilinear", align_corners=False)
+            prior = prior[0].reshape(-1, lvl * lvl)
         a = wacc.clamp(max=1.0)
         init = (acc / wacc.clamp_min(1e-8)) * a + prior * (1 - a)
         tex = init.T.reshape(1, lvl, lvl, -1).contiguous().requires_grad_(True)
@@ -286,8 +289,10 @@ def _optimize(x, mask, mesh, camera, res, opts, renderer, progress):
         losses.append(float(loss.detach()) if opts.steps else float("nan"))
         tex = tex.detach()
     out = tex.permute(0, 3, 1, 2)
-    if top != res:
-        out = F.interpolate(out, size=(res, res), mode="area" if top > res else "bilinear", align_corners=None if top > res else False)
+    if top > res:  # paper: optimise at 8192², deliver 4096²
+        out = F.interpolate(out, size=(res, res), mode="area")
+    elif top < res:
+        out = F.interpolate(out, size=(res, res), mode="bilinear", align_corners=False)
     idx, _ = _visible_texels(mesh, camera, mask, res, opts, renderer)
     covt = torch.zeros(1, res * res)
     covt[:, idx] = 1.0
