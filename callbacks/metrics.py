@@ -2,7 +2,7 @@
 
 Per capture (whole frames, see callbacks/frames.py), in image space over the GT face mask:
 SSIM, PSNR, the perceptual metric (LPIPS-alex or ST-LPIPS-alex, named in the key), micronormal angular
-error and, for assembled patch frames, the seam metric. Logged as `<split>/<map>/<metric>` (mean over
+error and, for assembled patch frames, the seam metric (of the error map, and `seam_pred` of the prediction). Logged as `<split>/<map>/<metric>` (mean over
 captures), written per capture to `<run>/metrics/<split>_epoch<NNN>.csv`, and sent as a W&B table when a
 WandbLogger is attached. The perceptual net is slow on CPU, so by default it runs on test epochs only.
 Under DDP each rank evaluates the captures it saw and the logged means are averaged across ranks.

@@ -236,9 +236,9 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         f"patch_only: {'HFDR retrained with the guide zeroed (same budget)' if c.patch_only == 'retrain' else 'our HFDR with its guide zeroed at inference (not retrained)'}; "
         f"lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled ×{c.lowres_factor}; "
         f"lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; gde_only: guide bilinear-upsampled",
-        "Seam: mean over the three maps of the gradient energy on the "
-        f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines (1 = invisible seams, "
-        ">1 visible jumps, <1 boundaries smoother than the interior)",
+        "Seam: seam metric of the error map (prediction - GT), mean over the three maps: gradient energy on the "
+        f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines; content edges cancel, so 1 = no "
+        "seam artifacts, more = jumps or damaged seam bands (per-capture CSV: also seam_pred, on the prediction)",
         f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
         "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
     ]

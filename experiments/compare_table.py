@@ -48,11 +48,11 @@ def evaluate_capture(evaluator: Evaluator, key: str, target: torch.Tensor, mask:
 
 def table1(rows: Mapping[str, list[dict]], perceptual: str | None, notes: list[str],
            title: str = "Table 1: comparison on the test captures") -> Table:
-    """Rows = methods; per map SSIM↑, perceptual↓, PSNR↑; micronormal angle; mean seam metric."""
+    """Rows = methods; per map SSIM↑, perceptual↓, PSNR↑; micronormal angle; seam metric of the error, mean over maps."""
     metrics = [("ssim", "SSIM↑", 3)] + ([(perceptual, f"{PERCEPTUAL_NAMES[perceptual]}↓", 3)] if perceptual else []) \
         + [("psnr", "PSNR↑", 2)]
     columns = [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in MAP_HEADERS for k, h, d in metrics]
-    columns += [Column("micronormal/angle", "MicroNormal angle° ↓", 2), Column("seam", "Seam (1 = invisible)", 3)]
+    columns += [Column("micronormal/angle", "MicroNormal angle° ↓", 2), Column("seam", "Seam↓ (1 = none)", 3)]
     t = Table(title, "Method", columns, notes=notes, show_std=False)
     for method, method_rows in rows.items():
         stats = mean_std([{k: v for k, v in r.items() if k != "capture"} for r in method_rows])

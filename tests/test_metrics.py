@@ -157,8 +157,23 @@ def test_evaluator_keys_and_identity():
     ev = Evaluator(perceptual=None)
     rows = ev(target, target, torch.ones(2, 1, 32, 32), patch=8)
     assert len(rows) == 2
-    assert set(rows[0]) == {f"{m}/{k}" for m in TEXTURE.names for k in ("ssim", "psnr", "seam")} | {"micronormal/angle"}
+    assert set(rows[0]) == {f"{m}/{k}" for m in TEXTURE.names for k in ("ssim", "psnr", "seam", "seam_pred")} | {"micronormal/angle"}
     assert rows[0]["albedo/ssim"] == pytest.approx(1.0, abs=1e-5) and rows[0]["micronormal/angle"] < 0.1
+
+
+def test_evaluator_seam_is_measured_on_the_error():
+    # Content with strong edges on the patch boundaries: the prediction's own seam ratio is large, but a
+    # prediction that reproduces it has no seam artifact (error seam 1); a jump added at the seams does.
+    target = torch.zeros(1, TEXTURE.channels, 32, 32)
+    target[..., 16:] = 0.8  # an edge exactly on the 16-px boundary
+    target += 0.05 * torch.rand(target.shape, generator=torch.Generator().manual_seed(0))
+    smooth_error = torch.linspace(0, 0.1, 32).expand(1, TEXTURE.channels, 32, 32)
+    ev = Evaluator(perceptual=None)
+    good = ev(target + smooth_error, target, patch=16)[0]
+    assert good["albedo/seam_pred"] > 5 and good["albedo/seam"] == pytest.approx(1.0, abs=0.05)
+    jump = target.clone()
+    jump[..., :, :16] += 0.1
+    assert ev(jump, target, patch=16)[0]["albedo/seam"] > 5
 
 
 def test_mean_std_by_hand():

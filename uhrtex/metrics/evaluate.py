@@ -5,7 +5,9 @@ Keys are `<map>/<metric>` with map in `maps.TEXTURE` (albedo, micronormal, specu
 * `ssim`, `psnr`: masked (see `uhrtex.metrics.image`);
 * `lpips` or `stlpips`: the perceptual distance chosen by `perceptual=auto|lpips|stlpips|none`;
 * `angle`: mean angular error in degrees (micronormal only);
-* `seam`: the seam metric of the *prediction* (only when `patch` is given; see `uhrtex.metrics.seam`).
+* `seam`: the seam metric of the *error map* prediction - target (only when `patch` is given; see
+  `uhrtex.metrics.seam`): content edges cancel, so 1 means no seam artifacts and more means visible jumps or
+  damaged seam bands; `seam_pred`: the same on the prediction itself (what is left without ground truth).
 The same function serves image space and UV space: the caller passes the maps and the region of that space.
 """
 
@@ -68,7 +70,9 @@ class Evaluator:
             if name == "micronormal":
                 cols[f"{name}/angle"] = angular_error(a, b, mask)
             if patch:
-                cols[f"{name}/seam"] = seam_metric(a, patch, mask)
+                # On the error map: jumps the truth does not have (content edges cancel); 1 = no seam artifacts.
+                cols[f"{name}/seam"] = seam_metric(a - b, patch, mask)
+                cols[f"{name}/seam_pred"] = seam_metric(a, patch, mask)
         n = next(iter(cols.values())).shape[0]
         return [{k: float(v[i]) for k, v in cols.items()} for i in range(n)]
 
