@@ -57,7 +57,10 @@ def seam_centre(frame: Frame) -> tuple[int, int]:
     cy, cx = face_centre(frame.region.float())
     p = frame.patch
     h, w = frame.pred.shape[-2:]
-    snap = lambda v, n: min(max(p * round(v / p), p), n - p)  # noqa: E731 - an interior grid line
+
+    def snap(v: int, n: int) -> int:  # the nearest interior grid line
+        return min(max(p * round(v / p), p), n - p)
+
     return snap(cy, h), snap(cx, w)
 
 

@@ -17,8 +17,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from experiments.eval_common import (PERCEPTUAL_NAMES, finish_wandb, latest_test_rows, log_wandb_table, perceptual_key,
-                                     subrun_config)
+from experiments.eval_common import (
+    PERCEPTUAL_NAMES,
+    finish_wandb,
+    latest_test_rows,
+    log_wandb_table,
+    perceptual_key,
+    subrun_config,
+)
 from experiments.train import train
 from uhrtex.metrics import Column, Table, mean_std
 
@@ -78,10 +84,10 @@ def ablation_hash(cfg: DictConfig) -> dict[str, float]:
     rows = [r for v in per_seed.values() for rs in v.values() for r in rs]
     perceptual = perceptual_key(rows)
     stats, how = summarize(per_seed)
-    notes = [f"small-scale run: input {cfg.input_size}² (global {cfg.global_size}²), "
-             f"{len(next(iter(per_seed['hash'].values())))} test captures, seeds {seeds}, "
-             f"trainer.max_epochs={cfg.trainer.max_epochs}, geometry: "
-             f"{'ground-truth uv/normal' if cfg.model.get('use_gt_geometry') else 'predicted uv/normal'}",
+    n_test = len(next(iter(per_seed["hash"].values())))
+    geometry = "ground-truth uv/normal" if cfg.model.get("use_gt_geometry") else "predicted uv/normal"
+    notes = [(f"small-scale run: input {cfg.input_size}² (global {cfg.global_size}²), {n_test} test captures, "
+              f"seeds {seeds}, trainer.max_epochs={cfg.trainer.max_epochs}, geometry: {geometry}"),
              "metrics in image space over the GT face mask at the GDE's (global) resolution; "
              + (f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box" if perceptual else "no perceptual metric"),
              "wall time per training: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())]

@@ -27,7 +27,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from experiments.compare_table import evaluate_capture, table1
-from experiments.eval_common import PERCEPTUAL_NAMES, finish_wandb, log_wandb_table, perceptual_key
+from experiments.eval_common import (
+    PERCEPTUAL_NAMES,
+    finish_wandb,
+    log_wandb_table,
+    perceptual_key,
+)
 from uhrtex import maps
 from uhrtex.bundle import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
@@ -228,17 +233,20 @@ def compare(cfg: DictConfig) -> dict[str, float]:
     t_eval = time.time() - t1
     perceptual = perceptual_key([r for rs in rows.values() for r in rs])
     size = rec.input_size
+    tiles = f", in {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else ""
+    patch_only = ("HFDR retrained with the guide zeroed (same budget)" if c.patch_only == "retrain"
+                  else "our HFDR with its guide zeroed at inference (not retrained)")
     notes = [
-        f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
-        f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage",
-        (f"{PERCEPTUAL_NAMES[perceptual]} " + "on the region's bounding box" + (f", in {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else ""))
-        if perceptual else "no perceptual metric (metrics.perceptual=none)",
-        f"patch_only: {'HFDR retrained with the guide zeroed (same budget)' if c.patch_only == 'retrain' else 'our HFDR with its guide zeroed at inference (not retrained)'}; "
-        f"lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled ×{c.lowres_factor}; "
-        f"lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; gde_only: guide bilinear-upsampled",
-        "Seam: seam metric of the error map (prediction - GT), mean over the three maps: gradient energy on the "
-        f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines; content edges cancel, so 1 = no "
-        "seam artifacts, more = jumps or damaged seam bands (per-capture CSV: also seam_pred, on the prediction)",
+        (f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
+         f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage"),
+        f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box{tiles}" if perceptual
+        else "no perceptual metric (metrics.perceptual=none)",
+        (f"patch_only: {patch_only}; lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled "
+         f"×{c.lowres_factor}; lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; "
+         "gde_only: guide bilinear-upsampled"),
+        ("Seam: seam metric of the error map (prediction - GT), mean over the three maps: gradient energy on the "
+         f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines; content edges cancel, so 1 = no "
+         "seam artifacts, more = jumps or damaged seam bands (per-capture CSV: also seam_pred, on the prediction)"),
         f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
         "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
     ]
@@ -263,9 +271,8 @@ UV_NOTE = ("UV space: every method's image-space maps and the GT splatted into t
 
 def to_uv_space(target: torch.Tensor, outputs: dict, mask: torch.Tensor, uv: torch.Tensor):
     """GT and every method's maps -> UV textures through the GT uv map (same texels for all); -> (7xRxR, outputs, mask)."""
-    from uhrtex.unwrap import UnwrapOptions, unwrap
-
     from experiments.compare_table import shared_region
+    from uhrtex.unwrap import UnwrapOptions, unwrap
 
     region = shared_region(mask, outputs)
     res = target.shape[-1]

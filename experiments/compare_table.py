@@ -7,7 +7,7 @@ frontal projections"). A method may lack maps (e.g. NextFace has no micronormal)
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

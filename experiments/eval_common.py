@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 

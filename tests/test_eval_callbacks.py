@@ -102,7 +102,8 @@ def test_metrics_callback_logs_perfect_gde_and_writes_csv(tmp_path):
     assert logged["val/albedo/ssim"].item() == pytest.approx(1.0, abs=1e-5)
     assert logged["val/micronormal/angle"].item() < 0.1
     assert "val/albedo/seam" not in logged  # whole-frame predictions have no patch grid
-    rows = list(csv.DictReader(open(tmp_path / "metrics" / "val_epoch000.csv")))
+    with open(tmp_path / "metrics" / "val_epoch000.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["capture"] for r in rows] == ["x__l__c", "y__l__c", "z__l__c"]
 
 

@@ -5,7 +5,12 @@ import torch
 
 from uhrtex.captures.format import Camera
 from uhrtex.io import write_png
-from uhrtex.metrics.external import ExternalMethod, ExternalMethodError, find_methods, read_obj
+from uhrtex.metrics.external import (
+    ExternalMethod,
+    ExternalMethodError,
+    find_methods,
+    read_obj,
+)
 
 H = W = 16
 KEY = "s000__studio__c00"
@@ -69,7 +74,7 @@ def test_read_obj_fan_triangulates_and_errors(tmp_path):
     path = tmp_path / "m.obj"
     _quad_obj(path)
     pos, uv, tri, tri_uv = read_obj(path)
-    assert pos.shape == (4, 3) and uv.shape == (4, 2) and tri.tolist() == [[0, 1, 2], [0, 2, 3]]
+    assert pos.shape == (4, 3) and uv.shape == (4, 2) and tri.tolist() == tri_uv.tolist() == [[0, 1, 2], [0, 2, 3]]
     path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     with pytest.raises(ExternalMethodError, match="without texture coordinates"):
         read_obj(path)

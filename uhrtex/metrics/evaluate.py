@@ -14,7 +14,7 @@ The same function serves image space and UV space: the caller passes the maps an
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 

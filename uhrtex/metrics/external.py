@@ -117,7 +117,7 @@ class ExternalMethod:
     space: str = "image"
 
     @classmethod
-    def open(cls, folder: str | Path) -> "ExternalMethod":
+    def open(cls, folder: str | Path) -> ExternalMethod:
         folder = Path(folder)
         if not folder.is_dir():
             raise ExternalMethodError(f"external method folder {folder} does not exist; see docs/evaluation.md for the layout")

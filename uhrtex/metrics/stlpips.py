@@ -33,7 +33,7 @@ def weights_path() -> Path:
     spec = importlib.util.find_spec("stlpips_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"ST-LPIPS weights not found: package stlpips_pytorch is not installed; run `pip install {PACKAGE}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / WEIGHTS
+    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"ST-LPIPS weights missing at {path}; reinstall with `pip install --force-reinstall {PACKAGE}`")
     return path
@@ -74,7 +74,7 @@ class ShiftTolerantAlex(nn.Module):
 
     def __init__(self):
         super().__init__()
-        relu = lambda: nn.ReLU(inplace=False)  # noqa: E731
+        relu = lambda: nn.ReLU(inplace=False)
         self.slice1 = _slice(_0=nn.Conv2d(3, 64, 11, stride=1, padding=2), _1=BlurPool(64), _2=relu())
         self.slice2 = _slice(_3=nn.MaxPool2d(3, stride=1), _4=BlurPool(64), _5=nn.Conv2d(64, 192, 5, padding=2), _6=relu())
         self.slice3 = _slice(_7=nn.MaxPool2d(3, stride=1), _8=BlurPool(192), _9=nn.Conv2d(192, 384, 3, padding=1), _10=relu())

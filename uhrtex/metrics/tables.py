@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence, Union
 
-Cell = Union[float, tuple[float, float, int], None]
+Cell = float | tuple[float, float, int] | None
 
 
 @dataclass(frozen=True)
