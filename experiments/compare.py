@@ -119,7 +119,12 @@ def untrained_methods(cfg: DictConfig):
 
 def given_checkpoints(spec) -> dict[str, str]:
     if isinstance(spec, (str, Path)):
-        return {s: str(p) for s, p in find_checkpoints(spec).items()}
+        found = {s: str(p) for s, p in find_checkpoints(spec).items()}
+        # A logs/ folder may also hold the guide-less HFDR of an earlier compare run: take the newest.
+        runs = sorted(Path(spec).glob("hfdr_patch_only/runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if runs:
+            found["patch_only"] = str(runs[-1])
+        return found
     spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else dict(spec)
     missing = [s for s in STAGES if not spec.get(s)]
     if missing:
@@ -142,8 +147,9 @@ def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None):
             patch_only = variant(rec, hfdr=copy.deepcopy(rec.hfdr), wrap=ZeroGuide)
         elif c.patch_only == "retrain":
             if "patch_only" not in ckpts:
-                raise ValueError("compare.patch_only=retrain needs compare.checkpoints.patch_only=<hfdr_patch_only run>/"
-                                 "checkpoints/last.ckpt (or compare.checkpoints=null to train it), or use zero_guide")
+                raise ValueError("compare.patch_only=retrain needs compare.patch_only_checkpoint=<hfdr_patch_only run>/"
+                                 "checkpoints/last.ckpt (or compare.checkpoints=null to train it), or use "
+                                 "compare.patch_only=zero_guide")
             net = build_stage(read_stage(ckpts["patch_only"], "hfdr"))["net"]
             patch_only = variant(rec, hfdr=net, wrap=ZeroGuide)
         elif c.patch_only == "zero_guide":
