@@ -65,5 +65,9 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    # Own a W&B service instead of joining a parent's (as `wandb agent` does for its children): a
+    # run SIGKILLed inside a shared service leaves its stream registered, and `ckpt_path=last`
+    # would then fail with "run ID ... is in use".
+    os.environ.pop("WANDB_SERVICE", None)
     main_guard()
     main()

@@ -141,5 +141,6 @@ def test_panels_write_pngs_and_wandb_images(tmp_path, monkeypatch):
 
     run_dir = wandb.run.dir
     wandb.finish()
+    wandb.teardown()  # stop this process's W&B service; it would otherwise outlive the test
     media = list((tmp_path / "wandb").rglob("*.png")) + list((tmp_path / "wandb").rglob("*.table.json"))
     assert any(p.suffix == ".png" for p in media) and any(p.name.endswith(".table.json") for p in media), run_dir
