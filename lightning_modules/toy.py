@@ -6,7 +6,6 @@ capture renderer, so framework tests stay fast and independent of the method's d
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

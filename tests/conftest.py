@@ -1,6 +1,10 @@
 import os
 
 import pytest
+import torch
+
+# Shared fixtures: trained-checkpoint sets built once per session.
+pytest_plugins = ["tests.helpers.recon", "tests.helpers.stage_ckpts"]
 
 # Tests never talk to W&B servers, and keep torch to the two cores CI has.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -13,3 +17,12 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UHRTEX_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster than two fighting over a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

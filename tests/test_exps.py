@@ -4,7 +4,7 @@ import pytest
 
 from experiments.cli import group_options
 from tests.helpers.hydra_run import CPU_OVERRIDES, run_in_process
-from tests.helpers.stage_ckpts import fill_tokens, stage_ckpts  # noqa: F401  (session fixture for @name@ tokens)
+from tests.helpers.stage_ckpts import fill_tokens
 
 # Extra overrides an exp needs for a smoke run (e.g. upstream checkpoints); keep this small.
 SMOKE_OVERRIDES: dict[str, list[str]] = {

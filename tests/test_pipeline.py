@@ -4,21 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers.recon import TINY, recon_ckpts, save_like_experiments_run  # noqa: F401 (fixture)
+from tests.helpers.recon import TINY
 from uhrtex.bundle import CheckpointError
 from uhrtex.patches import Box, sample_global
 from uhrtex.pipeline import InputError, Reconstructor
 from uhrtex.stage1 import hfdr_input
 
-pytestmark = pytest.mark.filterwarnings("ignore:hash grid. using the pure-torch backend", "ignore:.*pure-torch")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore:hash grid. using the pure-torch backend", "ignore:.*pure-torch"), pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,7 @@ from uhrtex.backends import BackendUnavailable
 from uhrtex.raster import Renderer
 from uhrtex.raster import torch_backend as tb
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: a second intra-op thread only adds sync cost (a lot on a busy box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 KAT_POS = torch.tensor([[[-0.9, -0.9, 0.5, 1.0], [0.8, -0.9, 0.5, 1.0], [-0.9, 0.8, 0.5, 1.0]]])
@@ -394,7 +386,6 @@ def test_renderer_backend_choice_and_lazy_import():
         assert Renderer(backend="auto", device="cpu").backend == "torch"
     with pytest.raises(BackendUnavailable, match="nvdiffrast"):
         Renderer(backend="nvdiffrast", device="cpu")
-
 
 
 def test_torch_backend_never_imports_nvdiffrast(monkeypatch):

@@ -8,20 +8,11 @@ import pytest
 import torch
 
 from experiments.reconstruct import main
-from tests.helpers.recon import recon_ckpts  # noqa: F401 (fixture)
 from uhrtex import io as uio
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*pure-torch")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*pure-torch"), pytest.mark.usefixtures("one_torch_thread")]
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--uv-size", "128", "--preview-size", "64"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

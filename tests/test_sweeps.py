@@ -1,7 +1,6 @@
 """Every W&B sweep YAML's parameter combinations compose as Hydra overrides; local multirun works."""
 
 import itertools
-from pathlib import Path
 
 import pytest
 import yaml

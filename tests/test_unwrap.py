@@ -9,20 +9,11 @@ from uhrtex.captures.format import Camera, look_at
 from uhrtex.mesh import MeshError, check_camera, load_camera, load_obj
 from uhrtex.unwrap import UnwrapOptions, blend_template, flat_template, push_pull, unwrap
 
-pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
+pytestmark = [pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend"), pytest.mark.usefixtures("one_torch_thread")]
 
 # Stated tolerances (GT image-space maps in, on the texels the camera sees): (mean abs, 95th percentile).
 TOL = {"direct": (0.006, 0.02), "optimize": (0.01, 0.03), "splat": (0.02, 0.06)}  # textured sphere, 64² texture
 TOL_CAPTURE = {"direct": (0.005, 0.012), "optimize": (0.01, 0.03)}  # procedural head capture, 256² texture
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
