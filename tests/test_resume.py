@@ -54,3 +54,23 @@ def test_resume_with_changed_overrides_is_refused(tmp_path):
     assert cli(ARGS + ["run_name=a", "trainer.max_epochs=1"], tmp_path).returncode == 0
     out = cli(ARGS + ["ckpt_path=last", "seed=7"], tmp_path, timeout=120)
     assert out.returncode == 2 and "different overrides (seed=7)" in out.stderr
+
+
+def test_hfdr_stage_resumes_from_last(tmp_path, stage_ckpts):
+    """A method stage (captures store, Stage-1 cache, upstream checkpoints) resumes, not only the toy."""
+    args = ["+exp=hfdr", "preset=cpu", f"data.store={stage_ckpts['captures_512']}",
+            f"model.uv_normal_ckpt={stage_ckpts['uv_normal_ckpt']}", f"model.gde_ckpt={stage_ckpts['gde_ckpt']}",
+            "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+            "callbacks.texture_metrics=null", "callbacks.texture_panels=null", "data.num_workers=0",
+            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    first = cli([*args, "trainer.max_epochs=1"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run_dir,) = (tmp_path / "logs" / "hfdr" / "runs").iterdir()
+    before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = cli([*args, "trainer.max_epochs=2", "ckpt_path=last"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "logs" / "hfdr" / "runs").iterdir()] == [run_dir.name]
+    after = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (before["epoch"], after["epoch"]) == (0, 1)
+    assert after["global_step"] == 2 * before["global_step"] == 4
+    assert after["uhrtex"]["stage"] == "hfdr"
