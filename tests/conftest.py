@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-# Shared fixtures: trained-checkpoint sets built once per session.
+# Session fixtures (stage checkpoints, a capture store) shared by several test files.
 pytest_plugins = ["tests.helpers.recon", "tests.helpers.stage_ckpts"]
 
 # Tests never talk to W&B servers, and keep torch to the two cores CI has.
