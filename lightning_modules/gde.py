@@ -14,10 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.base import CHECKPOINT_KEY, StageModule
 from lightning_modules.loading import attach_stage1, check_hash_match, upstream_record
-from uhrtex import maps
-from uhrtex.losses import l1_laplacian
+from lightning_modules.texture_stage import TextureStageModule
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import gde_input_layout
 from uhrtex.stage1 import gde_input
@@ -42,7 +40,7 @@ def geometry_of(batch: dict[str, torch.Tensor], use_gt: bool) -> tuple[torch.Ten
     return batch["uv_pred"], batch["normal_pred"]
 
 
-class GDEModule(StageModule):
+class GDEModule(TextureStageModule):
     stage = "gde"
 
     def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
@@ -57,7 +55,6 @@ class GDEModule(StageModule):
         if self.net.in_channels != expected:
             raise ValueError(f"GDE net takes {self.net.in_channels} channels but image ⊕ uv ⊕ normal ⊕ hash is "
                              f"{expected}; build it with build_gde(hash_channels={hash_channels})")
-        self.upstream: dict = {}
 
     def setup(self, stage: str) -> None:
         if self.hparams.use_gt_geometry:
@@ -71,14 +68,6 @@ class GDEModule(StageModule):
     def predict_batch(self, batch):
         uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
         return self.net(gde_input(batch["image"], uv, normal, self.hash_encoder))
-
-    def loss_terms(self, pred, batch):
-        mask = batch["mask"] if self.hparams.masked_loss else None
-        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
-
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from torch import nn
 
-from lightning_modules.base import CHECKPOINT_KEY, StageModule
+from lightning_modules.base import CHECKPOINT_KEY
 from lightning_modules.gde import geometry_of
 from lightning_modules.loading import CheckpointError, attach_stage1, read_checkpoint, upstream_record
-from uhrtex import maps
-from uhrtex.losses import l1_laplacian
+from lightning_modules.texture_stage import TextureStageModule
 from uhrtex.stage1 import GUIDE_KEY, hfdr_input
 
 
@@ -31,7 +30,7 @@ def gde_upstream_uv_normal(gde_ckpt: str) -> str | None:
     return record["path"]
 
 
-class HFDRModule(StageModule):
+class HFDRModule(TextureStageModule):
     stage = "hfdr"
 
     def __init__(self, net: nn.Module, optimizer, scheduler=None, monitor: str = "val/loss",
@@ -40,7 +39,6 @@ class HFDRModule(StageModule):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net = net
-        self.upstream: dict = {}
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
@@ -58,11 +56,3 @@ class HFDRModule(StageModule):
     def predict_batch(self, batch):
         uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
         return self.net(hfdr_input(batch["image"], uv, normal), batch[GUIDE_KEY])
-
-    def loss_terms(self, pred, batch):
-        mask = batch["mask"] if self.hparams.masked_loss else None
-        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
-
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream

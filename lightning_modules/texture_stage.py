@@ -1,0 +1,24 @@
+"""What the GDE and the HFDR share: both predict the 7-channel texture (maps.TEXTURE) from frozen upstream stages."""
+
+from __future__ import annotations
+
+from lightning_modules.base import CHECKPOINT_KEY, StageModule
+from uhrtex import maps
+from uhrtex.losses import l1_laplacian
+
+
+class TextureStageModule(StageModule):
+    """Loss L1 + λ·Laplacian against the texture maps (hparams `laplacian_weight`, `masked_loss`), and the
+    upstream checkpoints it trained on (`upstream`, set in `setup`) recorded in every checkpoint it writes."""
+
+    def __init__(self, optimizer, scheduler=None, monitor: str = "val/loss"):
+        super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
+        self.upstream: dict = {}
+
+    def loss_terms(self, pred, batch):
+        mask = batch["mask"] if self.hparams.masked_loss else None
+        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
+
+    def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["upstream"] = self.upstream
