@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export OMP_NUM_THREADS ?= 2
 export WANDB_MODE ?= offline
 
-.PHONY: install demo test test-slow test-gpu bench clean blender-venv
+.PHONY: install lint demo test test-slow test-gpu bench clean blender-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ install: $(STAMP)
 demo: install
 	$(PY) -m experiments.run +exp=demo preset=cpu
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	$(PY) -m pytest -q
 
 test-slow: install

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch

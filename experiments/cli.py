@@ -160,7 +160,7 @@ def resolve_resume(cfg: DictConfig, overrides: list[str]) -> list[str]:
     if previous.is_file():
         before = _relevant(list(OmegaConf.load(previous)))
         now = _relevant(overrides)
-        if before != now and not cfg.get("resume_check") is False:
+        if before != now and cfg.get("resume_check") is not False:
             diff = sorted(before ^ now)
             raise UsageError(f"resuming {run_dir} with different overrides ({', '.join(diff)}); repeat the original "
                              f"overrides, or add +resume_check=false to accept the change")

@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import hydra
 from omegaconf import DictConfig

@@ -89,7 +89,9 @@ def test_stale_or_missing_entries_are_recomputed_never_reused(tmp_path):
 def test_a_crash_mid_build_leaves_no_partial_files_and_resumes(tmp_path):
     store = FakeStore()
 
-    def crash_on_second(captures, calls=[]):
+    calls = []
+
+    def crash_on_second(captures):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt

@@ -83,7 +83,7 @@ def test_fill_and_template(scene):
     r = unwrap({"albedo": img[:3], "specular": img[3:4]}, mask, "direct", mesh=mesh, camera=cam,
                options=UnwrapOptions(resolution=64))
     cov = r.coverage[0] > 0
-    for name, tex in r.textures.items():
+    for _name, tex in r.textures.items():
         assert tex.shape[-2:] == (64, 64) and torch.isfinite(tex).all() and 0 <= float(tex.min()) and float(tex.max()) <= 1
     # Observed texels are kept; far from them the (tone-matched) template takes over.
     assert torch.allclose(r.textures["albedo"][:, cov], torch.from_numpy(

@@ -42,7 +42,7 @@ def choices(kind: str) -> tuple[str, ...]:
     return ("auto", _NATIVE[kind], "torch")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def native_status(name: str) -> str | None:
     """None if the native library is usable, else the reason it is not."""
     if not torch.cuda.is_available():

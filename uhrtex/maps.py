@@ -7,7 +7,7 @@ Code asks this module for slices by name instead of hard-coding channel ranges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

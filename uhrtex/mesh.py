@@ -43,7 +43,7 @@ class Mesh:
         return self.verts[self.faces.flatten()], self.uvs[self.faces_uv.flatten()]
 
     @classmethod
-    def from_head(cls, head, name: str = "head") -> "Mesh":
+    def from_head(cls, head, name: str = "head") -> Mesh:
         """A `uhrtex.captures.heads.HeadMesh` (one index buffer for positions and UVs)."""
         tri = head.tri.long()
         return cls(head.verts.float(), tri, head.uv.float(), tri, name, head.normals.float(), head.tangents.float())

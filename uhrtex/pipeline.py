@@ -25,7 +25,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,7 @@ class Reconstructor:
 
     @classmethod
     def from_records(cls, records: Mapping[str, StageRecord], sizes: Mapping[str, int] | None = None,
-                     input_size: int | None = None, **kwargs) -> "Reconstructor":
+                     input_size: int | None = None, **kwargs) -> Reconstructor:
         sizes = dict(sizes or {})
         for stage in ("hfdr", "gde", "uv_normal"):  # sizes the stages were trained at, from their datamodules
             for k, v in records[stage].sizes.items():
@@ -127,17 +127,17 @@ class Reconstructor:
                    patch_size=sizes.get("patch_size"), records=records, **kwargs)
 
     @classmethod
-    def from_checkpoints(cls, directory: str | os.PathLike, **kwargs) -> "Reconstructor":
+    def from_checkpoints(cls, directory: str | os.PathLike, **kwargs) -> Reconstructor:
         files = find_checkpoints(directory)
         return cls.from_records({s: read_stage(p, s) for s, p in files.items()}, **kwargs)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, **kwargs) -> "Reconstructor":
+    def from_bundle(cls, path: str | os.PathLike, **kwargs) -> Reconstructor:
         records, sizes = load_bundle(path)
         return cls.from_records(records, sizes, **kwargs)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> "Reconstructor":
+    def load(cls, path: str | os.PathLike, **kwargs) -> Reconstructor:
         """A checkpoint directory or a bundle file."""
         return cls.from_bundle(path, **kwargs) if os.path.isfile(path) else cls.from_checkpoints(path, **kwargs)
 
@@ -287,7 +287,7 @@ class Reconstructor:
                          feather=self.seams.feather, inplace=True, offset=(g.top, g.left))
         t3 = time.perf_counter()
         self.timings = {"stage1": t1 - t0, "hfdr": t2 - t1, "seams": t3 - t2}
-        result = {k: v for k, v in maps.TEXTURE.split(out[None]).items()}
+        result = dict(maps.TEXTURE.split(out[None]).items())
         result = {k: v[0] for k, v in result.items()}
         result.update({k: v[0] for k, v in s1.items()})
         result["geometry"] = g  # type: ignore[assignment]

@@ -206,7 +206,7 @@ class Environment:
     prefiltered: torch.Tensor  # 3 x 32 x 64 GGX-prefiltered radiance * exposure (Blender orientation, unrotated)
     source: str  # file path, or "procedural"
 
-    def to(self, device) -> "Environment":
+    def to(self, device) -> Environment:
         return Environment(self.id, self.radiance.to(device), self.rotation_deg, self.exposure,
                            self.sh.to(device), self.prefiltered.to(device), self.source)
 

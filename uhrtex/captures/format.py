@@ -37,7 +37,8 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -95,14 +96,14 @@ class Camera:
     id: str = "c00"
 
     @classmethod
-    def from_fov(cls, fov_y_deg: float, width: int, height: int, world_to_camera=None, id: str = "c00") -> "Camera":
+    def from_fov(cls, fov_y_deg: float, width: int, height: int, world_to_camera=None, id: str = "c00") -> Camera:
         """Centred principal point, square pixels, vertical field of view in degrees."""
         f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
         w2c = torch.eye(4, dtype=torch.float64) if world_to_camera is None else torch.as_tensor(world_to_camera, dtype=torch.float64)
         return cls(f, f, width / 2, height / 2, int(width), int(height), w2c.tolist(), id)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Camera":
+    def from_dict(cls, d: dict) -> Camera:
         try:
             return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]),
                        [[float(v) for v in row] for row in d["world_to_camera"]], str(d.get("id", "c00")))
@@ -113,7 +114,7 @@ class Camera:
         return {"id": self.id, "convention": "opencv", "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
                 "width": self.width, "height": self.height, "world_to_camera": [list(map(float, r)) for r in self.world_to_camera]}
 
-    def scaled(self, width: int, height: int) -> "Camera":
+    def scaled(self, width: int, height: int) -> Camera:
         """The same camera for an image resized to width x height (e.g. the global view)."""
         sx, sy = width / self.width, height / self.height
         return Camera(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height, self.world_to_camera, self.id)
@@ -206,11 +207,11 @@ class Capture:
     def camera(self) -> Camera:
         return Camera.from_dict(self.meta["camera"])
 
-    def quantized(self) -> "Capture":
+    def quantized(self) -> Capture:
         """A copy on the store's 16-bit grid (what `CaptureStore.read` returns after `write`)."""
         return Capture({k: quantize(v) for k, v in self.maps.items()}, copy.deepcopy(self.meta))
 
-    def validate(self, name: str | None = None) -> "Capture":
+    def validate(self, name: str | None = None) -> Capture:
         """Raise a one-line CaptureError for a missing/extra map, wrong shape/dtype, NaN/Inf, out-of-range value or bad meta."""
         where = f"capture {name or self.meta.get('subject', '?')}"
         missing = [n for n in CAPTURE.names if n not in self.maps]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from uhrtex.captures.format import Capture, capture_key
 from uhrtex.captures.store import CaptureStore

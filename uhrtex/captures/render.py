@@ -188,7 +188,7 @@ def _gt_maps(asset: HeadAsset, buf: dict, cam: Camera, renderer: Renderer, mip: 
     return {k: maps[k].float() for k in CAPTURE.names if k != "image"}
 
 
-_GEOMETRY_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_GEOMETRY_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 
 
 def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: int, texture_resolution: int | None = None,

@@ -26,7 +26,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -363,7 +363,7 @@ class CaptureStore:
         codes = {n: to_uint16(capture.maps[n]).numpy() for n in CAPTURE.names}
         for name, c in codes.items():
             self._create(group, name, c)
-        for size in sorted(set(int(s) for s in global_sizes)):
+        for size in sorted({int(s) for s in global_sizes}):
             if (size, size) != (h, w):
                 self._write_level(group, size, codes)
         self._publish(self.root, tmp, key)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class HashGridConfig:
         return [f.name for f in dataclasses.fields(cls)] + ["n_features", *_ONLY_DEFAULT, *_ONLY_FALSE]
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "HashGridConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> HashGridConfig:
         """Accepts tcnn-style dicts; missing keys take the project defaults."""
         d = dict(d)
         unknown = sorted(set(d) - set(cls.valid_keys()))
@@ -96,7 +97,7 @@ class HashGridConfig:
         return cls(**d)
 
     @classmethod
-    def coerce(cls, config: "HashGridConfig | Mapping[str, Any] | None") -> "HashGridConfig":
+    def coerce(cls, config: HashGridConfig | Mapping[str, Any] | None) -> HashGridConfig:
         if config is None:
             return cls()
         return config if isinstance(config, cls) else cls.from_dict(config)

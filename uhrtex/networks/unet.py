@@ -20,7 +20,7 @@ head, when k = N) takes the extra channels.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

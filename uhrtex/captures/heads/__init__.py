@@ -49,7 +49,7 @@ def mesh_grid(mesh: HeadMesh) -> tuple[int, int]:
     return nu, uv.shape[0] // nu
 
 
-_CACHE: "OrderedDict[tuple, HeadAsset]" = OrderedDict()
+_CACHE: OrderedDict[tuple, HeadAsset] = OrderedDict()
 CACHE_TEXELS = 2 * 4096 * 4096  # keep at most ~2 4K texture sets (~0.9 GB) alive between calls
 
 

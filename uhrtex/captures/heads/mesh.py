@@ -35,7 +35,7 @@ class HeadMesh:
     normals: torch.Tensor  # [V, 3] unit, smooth
     tangents: torch.Tensor  # [V, 4] unit dP/du direction + handedness (+1: bitangent = n x t is +v)
 
-    def to(self, device) -> "HeadMesh":
+    def to(self, device) -> HeadMesh:
         return HeadMesh(*(getattr(self, k).to(device) for k in ("verts", "uv", "tri", "normals", "tangents")))
 
 

@@ -101,7 +101,7 @@ class Subject:
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_seed(cls, seed: int) -> "Subject":
+    def from_seed(cls, seed: int) -> Subject:
         r = random.Random(int(seed) * 1_000_003 + 17)
         U = r.uniform
         eye_theta = U(2.5, 6.0)
