@@ -38,10 +38,16 @@ class UsageError(Exception):
     """A user mistake; its message is one line and says what to do."""
 
 
+def normalize_overrides(overrides: list[str]) -> list[str]:
+    """`+exp=NAME` -> `exp=NAME`: `exp` is in the defaults list (before `debug`, so debug modes win), and
+    Hydra refuses to append a group that the list already holds."""
+    return [o[1:] if o.startswith("+exp=") else o for o in overrides]
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """Compose the real config (with the `hydra` node) outside a Hydra app, e.g. for tests."""
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+        cfg = compose(CONFIG_NAME, overrides=normalize_overrides(overrides), return_hydra_config=True)
     # `${hydra:...}` interpolations (paths.root_dir, paths.output_dir) need the Hydra config set.
     HydraConfig.instance().set_config(cfg)
     return cfg
@@ -130,7 +136,7 @@ def _relevant(overrides: list[str]) -> set[str]:
         if key.startswith("hydra") or any(key == k or key.startswith(k + ".") or key.startswith(k + "/")
                                           for k in RESUME_MAY_CHANGE):
             continue
-        keep.add(o.lstrip("+"))
+        keep.add(o.lstrip("+"))  # `+exp=toy` (older runs) and `exp=toy` compare equal
     return keep
 
 
@@ -169,6 +175,7 @@ def resolve_resume(cfg: DictConfig, overrides: list[str]) -> list[str]:
 
 def prepare_argv(argv: list[str]) -> list[str]:
     """Validate the command line; return it with resume overrides added. Raises UsageError."""
+    argv = normalize_overrides(argv)
     flags, overrides = [], []
     args = iter(argv)
     for a in args:

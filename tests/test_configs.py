@@ -28,9 +28,18 @@ def test_every_group_option_composes_and_resolves(workdir, group):
         OmegaConf.to_container(cfg, resolve=True)  # no dangling interpolation
 
 
-def test_exp_is_not_in_the_defaults_list():
-    text = (OmegaConf.load(REPO / "experiments/configs/config.yaml"))
-    assert not any("exp" in (list(d)[0] if isinstance(d, dict) else d) for d in text.defaults)
+def test_exp_comes_before_debug_in_the_defaults_list():
+    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "experiments/configs/config.yaml").defaults)
+    groups = [next(iter(d)) if isinstance(d, dict) else d for d in defaults]
+    assert groups.index("exp") < groups.index("debug")
+
+
+@pytest.mark.parametrize("exp_arg", ["+exp=gde", "exp=gde"])
+def test_a_debug_mode_wins_over_the_exp(workdir, exp_arg):
+    cfg = compose([exp_arg, "debug=overfit"], workdir)
+    assert cfg.task_name == "gde"  # the exp applied ...
+    assert cfg.trainer.max_epochs == 50 and cfg.trainer.overfit_batches == 2  # ... and the debug mode won
+    assert compose(["+exp=gde"], workdir).trainer.max_epochs == cfg.stage_epochs.gde != 50
 
 
 @pytest.mark.parametrize("exp", group_options("exp"))
