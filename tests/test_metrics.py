@@ -157,7 +157,7 @@ def test_evaluator_keys_and_identity():
     ev = Evaluator(perceptual=None)
     rows = ev(target, target, torch.ones(2, 1, 32, 32), patch=8)
     assert len(rows) == 2
-    assert set(rows[0]) == {f"{m}/{k}" for m in TEXTURE.names for k in ("ssim", "psnr", "seam", "seam_pred")} | {"micronormal/angle"}
+    assert set(rows[0]) == {f"{m}/{k}" for m in TEXTURE.names for k in ("ssim", "psnr", "seam", "seam_pred", "band_psnr", "band_corr", "hf_ratio")} | {"micronormal/angle"}
     assert rows[0]["albedo/ssim"] == pytest.approx(1.0, abs=1e-5) and rows[0]["micronormal/angle"] < 0.1
 
 

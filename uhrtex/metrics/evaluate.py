@@ -8,6 +8,9 @@ Keys are `<map>/<metric>` with map in `maps.TEXTURE` (albedo, micronormal, specu
 * `seam`: the seam metric of the *error map* prediction - target (only when `patch` is given; see
   `uhrtex.metrics.seam`): content edges cancel, so 1 means no seam artifacts and more means visible jumps or
   damaged seam bands; `seam_pred`: the same on the prediction itself (what is left without ground truth).
+* `band_psnr` (dB, higher is better), `band_corr` (higher is better), `hf_ratio` (best at 1; 0 = blurred,
+  > 1 = invented detail): the detail band a x`detail` low-resolution input cannot carry (see
+  `uhrtex.metrics.detail`); NaN when the maps are too small for the band filter. `detail=None` skips them.
 The same function serves image space and UV space: the caller passes the maps and the region of that space.
 """
 
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from uhrtex.maps import TEXTURE
+from uhrtex.metrics.detail import detail_applicable, detail_metrics
 from uhrtex.metrics.image import angular_error, psnr, ssim
 from uhrtex.metrics.perceptual import build_perceptual, perceptual_distance
 from uhrtex.metrics.seam import seam_metric
@@ -28,7 +32,8 @@ class Evaluator:
     """Holds the (lazily built) perceptual network; call it on B x 7 x H x W prediction/target + B x 1 x H x W mask."""
 
     def __init__(self, perceptual: str | None = "auto", tile: int = 1024, maps: Iterable[str] = TEXTURE.names,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", detail: float | None = 8):
+        self.detail = detail  # the low-res factor of the detail band (None: no detail metrics)
         self.kind = None if perceptual in (None, "none", "off") else perceptual
         self.tile = tile
         self.maps = tuple(maps)
@@ -73,8 +78,16 @@ class Evaluator:
                 # On the error map: jumps the truth does not have (content edges cancel); 1 = no seam artifacts.
                 cols[f"{name}/seam"] = seam_metric(a - b, patch, mask)
                 cols[f"{name}/seam_pred"] = seam_metric(a, patch, mask)
+            if self.detail:
+                cols.update(self._detail(name, a, b, mask))
         n = next(iter(cols.values())).shape[0]
         return [{k: float(v[i]) for k, v in cols.items()} for i in range(n)]
+
+    def _detail(self, name: str, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        keys = [f"{name}/{k}" for k in ("band_psnr", "band_corr", "hf_ratio")]
+        if not detail_applicable(*a.shape[-2:], self.detail):
+            return {k: torch.full((a.shape[0],), math.nan) for k in keys}
+        return detail_metrics({name: a}, {name: b}, mask, self.detail, names=(name,))
 
 
 @torch.no_grad()
