@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
+
+from uhrtex.io import atomic_write_text
 
 
 class LossHistory(L.Callback):
@@ -19,10 +20,7 @@ class LossHistory(L.Callback):
         if trainer.sanity_checking or value is None or not trainer.is_global_zero:
             return
         self.history.append(float(value))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"monitor": self.monitor, "values": self.history}))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({"monitor": self.monitor, "values": self.history}))
 
     def state_dict(self):
         return {"history": self.history}

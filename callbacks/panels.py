@@ -14,42 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from callbacks.frames import Frame, FrameCollector
 from callbacks.metrics import predicts_texture, wandb_loggers
 from uhrtex import maps
-
-
-def _rgb(x: torch.Tensor) -> torch.Tensor:
-    return x.expand(3, -1, -1) if x.shape[0] == 1 else x[:3]
-
-
-def _show(x: torch.Tensor, size: int) -> torch.Tensor:
-    """C x h x w -> 3 x size x size: area-downsample big frames, nearest-enlarge small crops (pixels stay crisp)."""
-    x = _rgb(x.clamp(0, 1))[None]
-    mode = "area" if x.shape[-1] > size else "nearest"
-    return F.interpolate(x, size=(size, size), mode=mode)[0]
-
-
-def face_centre(mask: torch.Tensor) -> tuple[int, int]:
-    """(row, col) centroid of the mask; the frame centre when it is empty."""
-    m = mask[0] > 0.5
-    h, w = m.shape
-    if not m.any():
-        return h // 2, w // 2
-    ys, xs = torch.nonzero(m, as_tuple=True)
-    return int(ys.float().mean()), int(xs.float().mean())
-
-
-def crop_box(centre: tuple[int, int], size: int, shape: tuple[int, int]) -> tuple[int, int, int]:
-    size = min(size, shape[0], shape[1])
-    y = min(max(centre[0] - size // 2, 0), shape[0] - size)
-    x = min(max(centre[1] - size // 2, 0), shape[1] - size)
-    return y, x, size
+from uhrtex.panels import crop_box, face_centre, save_png, show
 
 
 def seam_centre(frame: Frame) -> tuple[int, int]:
@@ -69,12 +39,12 @@ def panel(frame: Frame, box: tuple[int, int, int] | None, display: int) -> torch
     y, x, s = box if box else (0, 0, None)
     crop = (lambda t: t[:, y:y + s, x:x + s]) if s else (lambda t: t)
     pred, target = maps.TEXTURE.split(frame.pred[None]), maps.TEXTURE.split(frame.target[None])
-    image = _show(crop(frame.image), display)
+    image = show(crop(frame.image), display)
     rows = []
     for name in maps.TEXTURE.names:
         p, t = crop(pred[name][0]), crop(target[name][0])
         err = (p - t).abs().mean(0, keepdim=True) * 4  # x4 so small errors are visible
-        rows.append(torch.cat([image, _show(t, display), _show(p, display), _show(err, display)], dim=2))
+        rows.append(torch.cat([image, show(t, display), show(p, display), show(err, display)], dim=2))
     return torch.cat(rows, dim=1)
 
 
@@ -85,14 +55,6 @@ def frame_panels(frame: Frame, zoom: int = 128, seam: int = 32, display: int = 2
     if frame.patch:
         out["seam"] = panel(frame, crop_box(seam_centre(frame), seam, shape), display)
     return out
-
-
-def save_png(path: Path, x: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(arr).save(tmp)
-    tmp.replace(path)
 
 
 class TexturePanels(L.Callback):

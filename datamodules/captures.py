@@ -177,6 +177,7 @@ class CaptureDataModule(L.LightningDataModule):
                 h, w = store.size(key)
                 raise ValueError(f"capture '{key}' in {hp.store} is {h}x{w} but input_size={hp.input_size}; "
                                  "point data.store at captures of this size or render them (+exp=make_captures)")
+        self._prepare_stage1(store, keys)
         subjects = split_subjects([split_key(k)[0] for k in keys], hp.split_ratios, hp.split_seed)
         self.splits = {s: [k for k in keys if split_key(k)[0] in set(subjects[s])] for s in SPLITS}
         log.info("capture split by subject: %s", {s: f"{len(subjects[s])} subjects / {len(self.splits[s])} captures" for s in SPLITS})
@@ -188,6 +189,17 @@ class CaptureDataModule(L.LightningDataModule):
                                    "random" if split == "train" else "grid", hp.patches_per_capture)
             ds.stage1 = self.stage1
             self.datasets[split] = ds
+
+    def _prepare_stage1(self, store: CaptureStore, keys: list[str]) -> None:
+        """Cache the Stage-1 outputs the trained module asks for (`stage1_request()`), once."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        request = module.stage1_request() if hasattr(module, "stage1_request") else None
+        if request is None or self.stage1 is not None:
+            return
+        from datamodules.stage1 import prepare_stage1
+
+        self.attach_stage1(prepare_stage1(store, keys, self.trainer, int(self.hparams.global_size),
+                                          str(self.hparams.store), request))
 
     def attach_stage1(self, reader) -> None:
         """Carry Stage-1 outputs (contracts.md) in every batch from now on."""

@@ -17,14 +17,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from experiments.eval_common import (
-    PERCEPTUAL_NAMES,
-    finish_wandb,
-    latest_test_rows,
-    log_wandb_table,
-    perceptual_key,
-    subrun_config,
-)
+from experiments.eval_common import PERCEPTUAL_NAMES, latest_test_rows, log_wandb_table, perceptual_key
+from experiments.subruns import finish_wandb, subrun_config
 from experiments.train import train
 from uhrtex.metrics import Column, Table, mean_std
 

@@ -3,7 +3,7 @@
 * `ours`: the Reconstructor (Stage 1 -> HFDR on every patch -> assemble -> seam smoothing).
 * `no_seam_smoothing`: the same HFDR output, assembled without smoothing (paper Fig. 5).
 * `patch_only`: HFDR without the GDE guide (paper Fig. 3). `retrain`: an HFDR trained from scratch with the
-  guide input zeroed (`PatchOnlyHFDR`, same budget as ours, sigmoid head instead of the guide pass-through
+  guide input zeroed (`lightning_modules.hfdr.PatchOnlyHFDR`, same budget as ours, sigmoid head instead of the guide pass-through
   head), so it learns to work without one; `zero_guide`: our HFDR with its guide zeroed at inference (no
   training; with the pass-through head its output collapses towards 0: a degenerate lower bound only).
   Both are smoothed like `ours`, so the seam metric compares guide vs no guide.
@@ -24,21 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.hfdr import HFDRModule
 from uhrtex import maps
 from uhrtex.pipeline import Reconstructor
 from uhrtex.stage1 import GUIDE_KEY
 
 BUILTIN = ("ours", "no_seam_smoothing", "patch_only", "gde_only", "lowres_sr", "lowres_input")
-
-
-class PatchOnlyHFDR(HFDRModule):
-    """HFDR trained and evaluated with its guide input zeroed: the patch-only baseline (paper Fig. 3)."""
-
-    def predict_batch(self, batch):
-        batch = dict(batch)
-        batch[GUIDE_KEY] = torch.zeros_like(batch[GUIDE_KEY])
-        return super().predict_batch(batch)
 
 
 class ZeroGuide(nn.Module):

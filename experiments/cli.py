@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 import experiments  # noqa: F401  (registers resolvers)
+from experiments.errors import UsageError
 
 CONFIG_MODULE = "experiments.configs"
 CONFIG_NAME = "config"
@@ -32,10 +33,6 @@ RESUME_MAY_CHANGE = ("ckpt_path", "run_name", "trainer.max_epochs", "trainer.max
 
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                 "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
-
-
-class UsageError(Exception):
-    """A user mistake; its message is one line and says what to do."""
 
 
 def normalize_overrides(overrides: list[str]) -> list[str]:

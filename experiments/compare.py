@@ -1,9 +1,9 @@
 """Comparison (paper Table 1): `python -m experiments.run +exp=compare [compare.checkpoints=DIR] [compare.external_dir=DIR]`.
 
-1. Checkpoints: `compare.checkpoints` (a folder `uhrtex.bundle.find_checkpoints` understands, e.g. `logs/`, or
+1. Checkpoints: `compare.checkpoints` (a folder `uhrtex.checkpoint.find_checkpoints` understands, e.g. `logs/`, or
    {uv_normal, gde, hfdr} paths). When null, the three stages are trained first exactly as `+exp=demo` does
    (experiments/train_all.py, stage runs under logs/<stage>/runs/<run_name>), and - for `patch_only: retrain` -
-   an HFDR without guide (experiments.baselines.PatchOnlyHFDR) with the same budget.
+   an HFDR without guide (lightning_modules.hfdr.PatchOnlyHFDR) with the same budget.
 2. Every method of `compare.methods` (experiments/baselines.py) and every external method under
    `compare.external_dir` (docs/evaluation.md) runs on each test capture (data split by subject).
 3. All are measured on one region per capture (GT face mask ∩ every method's coverage) with the same metrics,
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import json
@@ -22,19 +21,14 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.compare_table import evaluate_capture, table1
-from experiments.eval_common import (
-    PERCEPTUAL_NAMES,
-    finish_wandb,
-    log_wandb_table,
-    perceptual_key,
-)
+from experiments.eval_common import PERCEPTUAL_NAMES, log_wandb_table, perceptual_key
+from experiments.subruns import SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, run_subrun
 from uhrtex import maps
-from uhrtex.bundle import STAGES, build_stage, find_checkpoints, read_stage
+from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
 from uhrtex.captures.store import CaptureStore
 from uhrtex.metrics import Evaluator
@@ -42,75 +36,31 @@ from uhrtex.metrics.external import find_methods
 from uhrtex.pipeline import Reconstructor
 
 log = logging.getLogger(__name__)
-# Keys of the compare command line that must not reach the stage runs it launches.
-_OWN_KEYS = ("compare", "seeds")
-
-
-@contextlib.contextmanager
-def _stage_overrides():
-    """Hide this task's own overrides from train_all's pass-through (stage configs do not have those keys)."""
-    hc = HydraConfig.instance().cfg
-    if hc is None:
-        yield
-        return
-    task = list(hc.hydra.overrides.task)
-    keep = [o for o in task if not any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == k for k in _OWN_KEYS)]
-    with read_write(hc.hydra.overrides):
-        hc.hydra.overrides.task = keep
-    try:
-        yield
-    finally:
-        with read_write(hc.hydra.overrides):
-            hc.hydra.overrides.task = task
 
 
 def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     """Train uv_normal -> gde -> hfdr (train_all) and, if asked, the guide-less HFDR; -> {stage: last.ckpt}."""
-    from experiments.run import run
-    from experiments.train_all import compose_run, passthrough_overrides, train_all
+    from experiments.train_all import train_all
 
-    outer = HydraConfig.instance().cfg
-    with _stage_overrides():
-        train_all(cfg)
-        summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
-        ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
-        if patch_only:
-            extra = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                     "trainer.num_sanity_val_steps=0"] if cfg.trainer.get("fast_dev_run") else []
-            base = [*passthrough_overrides(), f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
-                    f"paths.log_dir={cfg.paths.log_dir}", f"paths.data_dir={cfg.paths.data_dir}"]
-            try:
-                sub = compose_run(["+exp=hfdr", *base, "task_name=hfdr_patch_only",
-                                   "model._target_=experiments.baselines.PatchOnlyHFDR",
-                                   # A sigmoid head: the guide pass-through head would start (and stay) at 0
-                                   # without a guide.
-                                   "model.net.guide_passthrough=false",
-                                   f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
-                po_dir = Path(sub.paths.output_dir)  # resolve now: it reads the Hydra config set by compose_run
-                log.info("=== hfdr_patch_only: %s", po_dir)
-                run(sub)
-            finally:
-                HydraConfig.instance().set_config(outer)
-            ckpts["patch_only"] = str(po_dir / "checkpoints" / "last.ckpt")
+    train_all(cfg)
+    summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
+    ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
+    if patch_only:
+        extra = SMOKE_STAGE if cfg.trainer.get("fast_dev_run") else []
+        po_dir, _ = run_subrun(["exp=hfdr", *parent_overrides(cfg), "task_name=hfdr_patch_only",
+                                "model._target_=lightning_modules.hfdr.PatchOnlyHFDR",
+                                # A sigmoid head: the guide pass-through head would start (and stay) at 0 without a guide.
+                                "model.net.guide_passthrough=false",
+                                f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
+        ckpts["patch_only"] = str(po_dir / "checkpoints" / "last.ckpt")
     return ckpts
 
 
 def untrained_methods(cfg: DictConfig):
     """fast_dev_run without checkpoints: freshly initialised stages at this preset (exercises the evaluation only)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments.cli import CONFIG_MODULE, CONFIG_NAME
     from lightning_modules.gde import make_hash_encoder
 
-    def model(stage: str) -> DictConfig:
-        overrides = [f"+exp={stage}", f"input_size={cfg.input_size}", f"width={cfg.width}"]
-        if GlobalHydra.instance().is_initialized():
-            return compose(CONFIG_NAME, overrides=overrides).model
-        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-            return compose(CONFIG_NAME, overrides=overrides).model
-
-    m = {s: model(s) for s in STAGES}
+    m = {s: compose_model([f"exp={s}", f"input_size={cfg.input_size}", f"width={cfg.width}"]) for s in STAGES}
     hash_encoder = make_hash_encoder(OmegaConf.to_container(m["gde"].hash_encoding, resolve=True))
     gde = instantiate(m["gde"].net)(hash_channels=hash_encoder.n_output_dims if hash_encoder is not None else 0)
     return Reconstructor(instantiate(m["uv_normal"].net), gde, instantiate(m["hfdr"].net), hash_encoder,
@@ -178,13 +128,13 @@ def _write_rows(path: Path, rows: dict[str, list[dict]]) -> None:
 
 def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None:
     """Albedo per method: full frame (top) and a native-resolution zoom crop (bottom); GT first."""
-    from callbacks.panels import _show, crop_box, face_centre, save_png
+    from uhrtex.panels import crop_box, face_centre, save_png, show
 
     cols = {"GT": maps.TEXTURE.split(target[None])["albedo"][0], **{m: o[0]["albedo"] for m, o in outputs.items() if "albedo" in o[0]}}
     mask = (target.sum(0, keepdim=True) > 0).float()
     y, x, s = crop_box(face_centre(mask), zoom, tuple(target.shape[-2:]))
-    top = torch.cat([_show(v, 256) for v in cols.values()], 2)
-    bottom = torch.cat([_show(v[:, y:y + s, x:x + s], 256) for v in cols.values()], 2)
+    top = torch.cat([show(v, 256) for v in cols.values()], 2)
+    bottom = torch.cat([show(v[:, y:y + s, x:x + s], 256) for v in cols.values()], 2)
     save_png(path, torch.cat([top, bottom], 1))
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the evaluation tasks (+exp=ablation_hash, +exp=compare): sub-runs, per-capture rows, W&B tables."""
+"""Shared pieces of the evaluation tasks (+exp=ablation_hash, +exp=compare): per-capture rows, W&B tables."""
 
 from __future__ import annotations
 
@@ -9,39 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
+from experiments.subruns import finish_wandb
 from uhrtex.metrics import Column, Table
 
 log = logging.getLogger(__name__)
 MAP_HEADERS = {"albedo": "Albedo", "micronormal": "MicroNormal", "specular": "Specular"}
-
-
-def subrun_config(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> DictConfig:
-    """A copy of `cfg` writing into `<run dir>/<name>`, with dotted-key `updates` applied."""
-    sub = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    run_dir = Path(cfg.paths.output_dir)
-    with open_dict(sub):
-        # Resolve the run dir now: `${hydra:...}` does not resolve outside the Hydra app that made it.
-        sub.paths.output_dir = str(run_dir / name)
-        sub.run_name = str(cfg.run_name)  # `${now:...}` would give each sub-run another time
-        sub.pop("hydra", None)
-        for key, value in updates.items():
-            OmegaConf.update(sub, key, value, force_add=True)
-        if sub.get("logger") and sub.logger.get("wandb") is not None:
-            sub.logger.wandb.name = f"{cfg.task_name}/{cfg.run_name}/{name}"
-            sub.logger.wandb.id = None
-    return sub
-
-
-def finish_wandb() -> None:
-    """End the current W&B run so the next sub-run's WandbLogger starts its own."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        wandb.finish()
 
 
 def read_rows(path: Path) -> list[dict[str, float | str]]:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from experiments.errors import UsageError
 from uhrtex import io as uio
-from uhrtex.bundle import CheckpointError
+from uhrtex.checkpoint import CheckpointError
 from uhrtex.face_crop import FaceNotFoundError, crop_face
 from uhrtex.mesh import Camera, MeshError, check_camera, load_camera, load_obj
 from uhrtex.pipeline import InputError, Reconstructor
@@ -35,10 +36,6 @@ from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, 
 
 USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError)
 TEMPLATE_HEAD_SCALE = 0.1  # procedural heads: 1 unit = 10 cm -> metres in the .glb
-
-
-class UsageError(ValueError):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:

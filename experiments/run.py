@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from experiments.cli import main_guard
 from experiments.run_record import record_launch
+from experiments.subruns import finish_wandb
 from experiments.train import is_rank_zero
 
 log = logging.getLogger(__name__)
@@ -32,16 +33,6 @@ def resolve_entry(spec: str) -> Callable[[DictConfig], dict]:
         raise ValueError(f"entry '{spec}' cannot be imported ({e}); use 'package.module:function'") from e
 
 
-def _finish_wandb(failed: bool) -> None:
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        log.info("closing W&B run %s", wandb.run.id)
-        wandb.finish(exit_code=1 if failed else 0)
-
-
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one configured task; W&B is finished on success and on failure."""
     if is_rank_zero():
@@ -52,7 +43,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         failed = False
         return metrics
     finally:
-        _finish_wandb(failed)
+        finish_wandb(failed)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from uhrtex.io import atomic_write_bytes, atomic_write_text
+
 SNAPSHOT_DIRS = ("uhrtex", "lightning_modules", "datamodules", "callbacks", "experiments", "benchmarks", "tests")
 
 
@@ -28,12 +30,6 @@ def _git(root: Path, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _snapshot(root: Path, out: Path) -> None:
@@ -47,9 +43,7 @@ def _snapshot(root: Path, out: Path) -> None:
             path = root / f
             if path.is_file() and path.stat().st_size < 2_000_000:
                 tar.add(path, arcname=f)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, out)
+    atomic_write_bytes(out, buf.getvalue())
 
 
 def record_launch(cfg: DictConfig, run_dir: Path, root: Path) -> None:

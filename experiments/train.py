@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", False):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
-        # Our own checkpoints hold the resolved config (DictConfig hparams): not loadable with weights_only=True.
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        # Hyper-parameters are plain containers (`_convert_: all`), so our checkpoints load with weights_only.
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
     return metrics

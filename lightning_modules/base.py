@@ -9,7 +9,8 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
-CHECKPOINT_KEY = "uhrtex"
+from uhrtex.checkpoint import CHECKPOINT_KEY
+
 
 
 class StageModule(L.LightningModule):

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.loading import attach_stage1, check_hash_match, upstream_record
+from lightning_modules.loading import check_hash_match
 from lightning_modules.texture_stage import TextureStageModule
+from uhrtex.checkpoint import upstream_record
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import gde_input_layout
 from uhrtex.stage1 import gde_input
@@ -56,14 +57,18 @@ class GDEModule(TextureStageModule):
             raise ValueError(f"GDE net takes {self.net.in_channels} channels but image ⊕ uv ⊕ normal ⊕ hash is "
                              f"{expected}; build it with build_gde(hash_channels={hash_channels})")
 
-    def setup(self, stage: str) -> None:
+    def stage1_request(self) -> dict | None:
+        """What the datamodule must cache for this stage (uv/normal predictions), or None for GT geometry."""
         if self.hparams.use_gt_geometry:
-            return
+            return None
         if not self.hparams.uv_normal_ckpt:
             raise ValueError("GDE trains on predicted uv/normal: set model.uv_normal_ckpt=<uv_normal run>/checkpoints/"
                              "last.ckpt (or model.use_gt_geometry=true for ground-truth geometry)")
-        attach_stage1(self, self.hparams.uv_normal_ckpt, None, self.hparams.cache)
-        self.upstream = {"uv_normal": upstream_record(self.hparams.uv_normal_ckpt)}
+        return {"uv_normal_ckpt": self.hparams.uv_normal_ckpt, "gde_ckpt": None, "cache": self.hparams.cache}
+
+    def setup(self, stage: str) -> None:
+        if not self.hparams.use_gt_geometry:
+            self.upstream = {"uv_normal": upstream_record(self.hparams.uv_normal_ckpt)}
 
     def predict_batch(self, batch):
         uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from lightning_modules.base import CHECKPOINT_KEY
 from lightning_modules.gde import geometry_of
-from lightning_modules.loading import CheckpointError, attach_stage1, read_checkpoint, upstream_record
+from lightning_modules.loading import recorded_upstream
 from lightning_modules.texture_stage import TextureStageModule
+from uhrtex.checkpoint import CheckpointError, upstream_record
 from uhrtex.stage1 import GUIDE_KEY, hfdr_input
 
 
 def gde_upstream_uv_normal(gde_ckpt: str) -> str | None:
     """The UV&Normal checkpoint a GDE checkpoint was trained on, if it still exists unchanged."""
-    record = read_checkpoint(gde_ckpt, "model.gde_ckpt").get(CHECKPOINT_KEY, {}).get("upstream", {}).get("uv_normal")
+    record = recorded_upstream(gde_ckpt, "gde", "uv_normal")
     if not record:
         return None
     if not Path(record["path"]).is_file():
@@ -40,19 +41,34 @@ class HFDRModule(TextureStageModule):
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net = net
 
-    def setup(self, stage: str) -> None:
+    def _uv_normal_ckpt(self) -> str | None:
         hp = self.hparams
-        if not hp.gde_ckpt:
+        if hp.use_gt_geometry:
+            return None
+        uv_normal = hp.uv_normal_ckpt or gde_upstream_uv_normal(hp.gde_ckpt)
+        if not uv_normal:
+            raise ValueError("HFDR on predicted geometry needs model.uv_normal_ckpt=... (the GDE checkpoint does "
+                             "not name one), or set model.use_gt_geometry=true")
+        return uv_normal
+
+    def stage1_request(self) -> dict:
+        """What the datamodule must cache for this stage: the frozen GDE's guides (+ predicted uv/normal)."""
+        if not self.hparams.gde_ckpt:
             raise ValueError("HFDR needs the frozen GDE's guides: set model.gde_ckpt=<gde run>/checkpoints/last.ckpt")
-        uv_normal = None
-        if not hp.use_gt_geometry:
-            uv_normal = hp.uv_normal_ckpt or gde_upstream_uv_normal(hp.gde_ckpt)
-            if not uv_normal:
-                raise ValueError("HFDR on predicted geometry needs model.uv_normal_ckpt=... (the GDE checkpoint does "
-                                 "not name one), or set model.use_gt_geometry=true")
-        attach_stage1(self, uv_normal, hp.gde_ckpt, hp.cache)
-        self.upstream = {"gde": upstream_record(hp.gde_ckpt), "uv_normal": upstream_record(uv_normal)}
+        return {"uv_normal_ckpt": self._uv_normal_ckpt(), "gde_ckpt": self.hparams.gde_ckpt, "cache": self.hparams.cache}
+
+    def setup(self, stage: str) -> None:
+        self.upstream = {"gde": upstream_record(self.hparams.gde_ckpt), "uv_normal": upstream_record(self._uv_normal_ckpt())}
 
     def predict_batch(self, batch):
         uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
         return self.net(hfdr_input(batch["image"], uv, normal), batch[GUIDE_KEY])
+
+
+class PatchOnlyHFDR(HFDRModule):
+    """HFDR trained and evaluated with its guide input zeroed: the patch-only baseline (paper Fig. 3)."""
+
+    def predict_batch(self, batch):
+        batch = dict(batch)
+        batch[GUIDE_KEY] = torch.zeros_like(batch[GUIDE_KEY])
+        return super().predict_batch(batch)

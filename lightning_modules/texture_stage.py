@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from lightning_modules.base import CHECKPOINT_KEY, StageModule
+from lightning_modules.base import StageModule
 from uhrtex import maps
+from uhrtex.checkpoint import CHECKPOINT_KEY
 from uhrtex.losses import l1_laplacian
 
 

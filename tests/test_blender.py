@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from uhrtex.captures.heads import MeshError
-from uhrtex.captures.heads.textures import srgb_to_linear
+from uhrtex.io import srgb_to_linear
 
 pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers.recon import TINY
-from uhrtex.bundle import CheckpointError
+from uhrtex.checkpoint import CheckpointError
 from uhrtex.patches import Box, sample_global
 from uhrtex.pipeline import InputError, Reconstructor
 from uhrtex.stage1 import hfdr_input

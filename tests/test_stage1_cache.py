@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.helpers.stage_ckpts import save_stage_checkpoint
-from uhrtex.stage1_cache import CacheSpec, Stage1Reader, ensure_cache, file_digest, store_compute
+from uhrtex.checkpoint import file_sha256 as file_digest
+from uhrtex.stage1_cache import CacheSpec, Stage1Reader, ensure_cache, store_compute
 
 
 class FakeStore:

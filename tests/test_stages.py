@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_modules.loading import CheckpointError, load_stage
+from lightning_modules.loading import load_stage
+from uhrtex.checkpoint import CheckpointError
 from tests.helpers.stage_ckpts import build_module, save_stage_checkpoint
 from uhrtex import maps
 from uhrtex.networks.budget import training_bytes
@@ -98,10 +99,28 @@ def ckpts(tmp_path_factory):
 
 def test_load_stage_rebuilds_a_module_from_its_file_alone(ckpts):
     gde = load_stage(ckpts["gde"], "gde", hash_enabled=True)
-    ref = torch.load(ckpts["gde"], weights_only=False)["state_dict"]
-    assert all(torch.equal(v, ref[k]) for k, v in gde.state_dict().items() if isinstance(v, torch.Tensor))
-    assert gde.hash_encoder is not None and not gde.training
-    assert load_stage(ckpts["gde_nohash"], "gde").hash_encoder is None
+    ref = torch.load(ckpts["gde"], weights_only=True)["state_dict"]
+    for name, module in gde.items():
+        assert all(torch.equal(v, ref[f"{name}.{k}"]) for k, v in module.state_dict().items() if torch.is_tensor(v))
+        assert not module.training and not any(p.requires_grad for p in module.parameters())
+    assert set(gde) == {"net", "hash_encoder"}
+    assert set(load_stage(ckpts["gde_nohash"], "gde")) == {"net"}
+
+
+class _Payload:
+    """Stands for any code a malicious checkpoint could smuggle in."""
+
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_a_checkpoint_carrying_a_pickled_callable_is_refused_in_one_line(ckpts, tmp_path):
+    ckpt = torch.load(ckpts["gde"], weights_only=True)
+    ckpt["uhrtex"]["model_config"]["payload"] = _Payload()
+    torch.save(ckpt, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError) as e:
+        load_stage(tmp_path / "evil.ckpt", "gde")
+    assert "carries pickled code (builtins.print)" in _one_line(e)
 
 
 def _one_line(excinfo) -> str:
@@ -127,12 +146,12 @@ def test_hash_mismatch_is_a_one_line_error_both_ways(ckpts):
 
 def test_resuming_a_gde_with_the_other_hash_setting_fails_in_one_line(ckpts):
     module = build_module("gde", ["model.hash_encoding.enabled=true"])
-    ckpt = torch.load(ckpts["gde_nohash"], weights_only=False)
+    ckpt = torch.load(ckpts["gde_nohash"], weights_only=True)
     with pytest.raises(CheckpointError) as e:
         module.on_load_checkpoint(ckpt)
     assert "has no hash encoder" in _one_line(e)
     with pytest.raises(ValueError) as e:  # the base class' wrong-stage check on resume
-        module.on_load_checkpoint(torch.load(ckpts["uv_normal"], weights_only=False))
+        module.on_load_checkpoint(torch.load(ckpts["uv_normal"], weights_only=True))
     assert "stage 'uv_normal'" in _one_line(e)
 
 
@@ -143,7 +162,7 @@ def test_missing_or_foreign_files_are_one_line_errors(ckpts, tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError) as e:
         load_stage(tmp_path / "junk.ckpt", "uv_normal")
-    assert "not a readable checkpoint" in _one_line(e)
+    assert "not a readable torch checkpoint" in _one_line(e)
     torch.save({"state_dict": {}}, tmp_path / "untagged.ckpt")
     with pytest.raises(CheckpointError) as e:
         load_stage(tmp_path / "untagged.ckpt", "gde")
@@ -154,7 +173,7 @@ def test_validation_panel_is_a_uint8_grid_wandb_can_show():
     import numpy as np
     import wandb
 
-    from lightning_modules.images import panel
+    from uhrtex.panels import grid as panel
 
     p = panel({"image": torch.full((2, 3, 8, 8), 0.5), "uv": torch.ones(2, 2, 4, 4), "mask": torch.zeros(2, 1, 8, 8)})
     assert p.shape == (3, 16, 24) and p.dtype == torch.uint8
@@ -212,13 +231,12 @@ def test_gde_and_hfdr_modules_step_on_contract_batches(gt):
 
 
 def test_hfdr_defaults_to_the_uv_normal_checkpoint_the_gde_was_trained_on(ckpts, tmp_path):
-    from lightning_modules.base import CHECKPOINT_KEY
     from lightning_modules.hfdr import gde_upstream_uv_normal
-    from lightning_modules.loading import upstream_record
+    from uhrtex.checkpoint import CHECKPOINT_KEY, upstream_record
 
     uvn = tmp_path / "uvn.ckpt"
     uvn.write_bytes(Path(ckpts["uv_normal"]).read_bytes())
-    ckpt = torch.load(ckpts["gde"], weights_only=False)
+    ckpt = torch.load(ckpts["gde"], weights_only=True)
     ckpt[CHECKPOINT_KEY]["upstream"] = {"uv_normal": upstream_record(uvn)}
     torch.save(ckpt, tmp_path / "gde.ckpt")
     assert gde_upstream_uv_normal(str(tmp_path / "gde.ckpt")) == str(uvn.resolve())

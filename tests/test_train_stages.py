@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from lightning_modules.base import CHECKPOINT_KEY
+from uhrtex.checkpoint import CHECKPOINT_KEY
 from tests.helpers.hydra_run import CPU_OVERRIDES, run_in_process
 from tests.helpers.stage_ckpts import make_store
-from uhrtex.stage1_cache import file_digest
+from uhrtex.checkpoint import file_sha256 as file_digest
 
 STAGES = ("uv_normal", "gde", "hfdr")
 # Per stage: last val loss / first-epoch val loss must be at most this (measured 0.62 / 0.64 / 0.63 at tiny).
@@ -40,7 +40,7 @@ def check_pipeline(workdir: Path, metrics: dict, max_ratio: float) -> None:
     assert cfg["gde"]["model"]["uv_normal_ckpt"] == summary["uv_normal"]["checkpoint"]
     assert cfg["hfdr"]["model"]["gde_ckpt"] == summary["gde"]["checkpoint"]
     assert not cfg["gde"]["model"]["use_gt_geometry"]  # the paper's path: predicted geometry from the cache
-    up = torch.load(summary["hfdr"]["checkpoint"], weights_only=False)[CHECKPOINT_KEY]["upstream"]
+    up = torch.load(summary["hfdr"]["checkpoint"], weights_only=True)[CHECKPOINT_KEY]["upstream"]
     assert up["gde"]["sha256"] == file_digest(summary["gde"]["checkpoint"])
     assert up["uv_normal"]["sha256"] == file_digest(summary["uv_normal"]["checkpoint"])
 

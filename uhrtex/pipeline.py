@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from uhrtex import maps
-from uhrtex.bundle import (STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, load_bundle, read_stage,
-                           save_bundle)
+from uhrtex.bundle import load_bundle, save_bundle
+from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
 from uhrtex.patches import Box
 from uhrtex.seams import PAPER_BAND, PAPER_KERNEL, PAPER_SIGMA, smooth_seams
 from uhrtex.stage1 import GUIDE_KEY, Stage1, hfdr_input

@@ -28,20 +28,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from uhrtex.io import atomic_path
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FULL_PRECISION = ("uv_pred",)
 GEOMETRY_SOURCES = ("predicted", "gt")
 
-
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -70,12 +64,8 @@ class CacheSpec:
 
 
 def _atomic_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _atomic_json(path: Path, data: dict) -> None:

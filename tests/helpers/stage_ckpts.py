@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments.cli import compose_config
-from lightning_modules.base import CHECKPOINT_KEY
+from uhrtex.checkpoint import CHECKPOINT_KEY
 
 
 def model_config(stage: str, overrides: list[str] = (), preset: str = "tiny") -> dict:

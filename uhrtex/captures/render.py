@@ -23,7 +23,7 @@ import torch
 from uhrtex.captures.environments import ROUGHNESS, Environment, default_lightings, load_environment
 from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
 from uhrtex.captures.heads import DEFAULT_GRID, HeadAsset, asset_from_meta, head_asset
-from uhrtex.captures.heads.textures import linear_to_srgb, srgb_to_linear
+from uhrtex.io import linear_to_srgb, srgb_to_linear
 from uhrtex.maps import CAPTURE, TEXTURE, decode_normal, encode_normal
 from uhrtex.raster import Renderer
 

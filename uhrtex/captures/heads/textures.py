@@ -22,6 +22,7 @@ import torch
 from uhrtex.captures.heads import regions as R
 from uhrtex.captures.heads.noise import fbm, smoothstep, value_noise, worley
 from uhrtex.captures.heads.subject import CM_PER_U, CM_PER_V, Subject, phi_of_u, theta_of_v
+from uhrtex.io import linear_to_srgb
 
 # Two-chromophore skin model (linear RGB), tuned so melanin 0.03 -> light, 0.6 -> very dark skin.
 R0 = (0.72, 0.59, 0.45)
@@ -39,16 +40,6 @@ def _fade(width_texels: float) -> float:
 
 def _rgb(c, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(c, dtype=like.dtype, device=like.device).view(3, 1, 1)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 class _Fields:
@@ -249,7 +240,7 @@ def _tile(s: Subject, res: int, r0: int, r1: int, device, dtype=torch.float32):
     inv = torch.rsqrt(dhdx * dhdx + dhdy * dhdy + 1)
     n = torch.stack([-dhdx * inv, -dhdy * inv, inv])
     inner = slice(1, -1)
-    return linear_to_srgb(alb[:, inner]), (n * 0.5 + 0.5).clamp(0, 1), spec[inner].clamp(0, 1)[None]
+    return linear_to_srgb(alb[:, inner].clamp(0, 1)), (n * 0.5 + 0.5).clamp(0, 1), spec[inner].clamp(0, 1)[None]
 
 
 def make_textures(subject: Subject | int, res: int = 1024, device="cpu", dtype=torch.float32, tile_texels: int = TILE_TEXELS) -> dict[str, torch.Tensor]:
