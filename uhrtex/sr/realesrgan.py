@@ -79,7 +79,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def upscale(image: torch.Tensor, scale: int = 8, tile: int | None = 256, model: RRDBNet | None = None) -> torch.Tensor:
     """Real-ESRGAN x4plus super-resolution of a 3×H×W (or B×3×H×W) float image in [0,1].
 
