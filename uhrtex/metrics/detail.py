@@ -60,10 +60,10 @@ def _blur(x: torch.Tensor, sigma: float, radius: int, mode: str = "reflect") -> 
     return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def _erode(mask: torch.Tensor, radius: int, mode: str = "reflect") -> torch.Tensor:
-    pad = dict(value=1.0) if mode == "constant" else {}  # constant: outside the frame is outside the mask
-    outside = F.pad(1.0 - mask.float(), (radius,) * 4, mode=mode, **pad)
-    return F.max_pool2d(outside, 2 * radius + 1, stride=1) < 0.5
+def _erode(mask: torch.Tensor, radius: int, mode: str = "reflect") -> torch.Tensor:  # constant: off-frame = outside
+    outside = F.pad(1.0 - mask.float(), (radius,) * 4, mode=mode, **({"value": 1.0} if mode == "constant" else {}))
+    k = 2 * radius + 1  # a square structuring element, as two separable 1-D max-pools
+    return F.max_pool2d(F.max_pool2d(outside, (1, k), stride=1), (k, 1), stride=1) < 0.5
 
 
 def high_pass(x: torch.Tensor, factor: float = 8) -> torch.Tensor:
