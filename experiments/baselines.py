@@ -8,9 +8,16 @@
   training; with the pass-through head its output collapses towards 0: a degenerate lower bound only).
   Both are smoothed like `ours`, so the seam metric compares guide vs no guide.
 * `gde_only`: the Stage-1 guide (global size) bilinearly upsampled to the input size, as HFDR receives it.
-* `lowres_sr`: the DreamFace/MoSAR approach: our whole pipeline run at input/`factor` (paper scale: 512² from
-  4096²; sizes derived from that input as the presets do), its maps bicubic-upsampled to the input size;
-  bicubic stands in for their super-resolution network.
+* `lowres_realesrgan`: the DreamFace recipe: a low-resolution pipeline *trained at its own resolution*
+  (input/`factor`, the same stages, data, budget and seed; experiments/lowres.py) runs on the area-downsampled
+  input, and its maps go ×`factor` through the real Real-ESRGAN x4plus (`uhrtex.sr.upscale`: ×4 network, then
+  bicubic ×2). Albedo and micronormal (3 ch each) go in as RGB images, as a system that super-resolves its
+  texture maps would feed them; the specular (1 ch) goes in as a grey image replicated to 3 channels, and the
+  3 output channels are averaged back to one.
+* `lowres_sr`: the same low-resolution pipeline and input, its maps bicubic ×`factor` (`uhrtex.sr.bicubic_upscale`):
+  the same low-res maps without a learned upsampler, so the two differ only in the super-resolution step.
+  Neither runs a network off its training scale (`Baselines` refuses a low-res Reconstructor whose input
+  size is not input/`factor`).
 * `lowres_input`: the input downsampled by `factor` and bicubic-upsampled back, then our pipeline at its
   trained scale: what is lost with the high-frequency input alone, without the scale change of `lowres_sr`.
 """
@@ -24,11 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments.lowres import check_scale
 from uhrtex import maps
 from uhrtex.pipeline import Reconstructor
+from uhrtex.sr import bicubic_upscale
 from uhrtex.stage1 import GUIDE_KEY
 
-BUILTIN = ("ours", "no_seam_smoothing", "patch_only", "gde_only", "lowres_sr", "lowres_input")
+BUILTIN = ("ours", "no_seam_smoothing", "patch_only", "gde_only", "lowres_realesrgan", "lowres_sr", "lowres_input")
+LOWRES = ("lowres_realesrgan", "lowres_sr")  # the methods that need the low-res pipeline
 
 
 class ZeroGuide(nn.Module):
@@ -47,8 +57,24 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode=mode, **kwargs)[0].clamp(0, 1)
 
 
+def _fit(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """×factor output -> exactly the input size (differs only when the input is not a multiple of factor)."""
+    return x if tuple(x.shape[-2:]) == size else _resize(x, size, "bicubic")
+
+
 def _texture(out: dict) -> dict[str, torch.Tensor]:
     return {n: out[n].float() for n in maps.TEXTURE.names}
+
+
+def realesrgan_maps(tex: dict[str, torch.Tensor], factor: int) -> dict[str, torch.Tensor]:
+    """Each map ×factor by Real-ESRGAN x4plus, in one batch: 3-channel maps as RGB, 1-channel maps as grey
+    replicated to RGB and averaged back."""
+    from uhrtex.sr import upscale
+
+    names = list(tex)
+    batch = torch.stack([tex[n].expand(3, -1, -1) if tex[n].shape[0] == 1 else tex[n] for n in names])
+    up = upscale(batch, scale=factor)
+    return {n: (up[i].mean(0, keepdim=True) if tex[n].shape[0] == 1 else up[i]) for i, n in enumerate(names)}
 
 
 class Baselines:
@@ -85,13 +111,19 @@ class Baselines:
             out["no_seam_smoothing"] = _texture(self._run(self.rec, image, False))
         if "patch_only" in m:
             out["patch_only"] = _texture(self._run(self.patch_only, image, True))
-        if {"lowres_sr", "lowres_input"} & set(m):
-            small = F.interpolate(image[None].float(), scale_factor=1 / self.factor, mode="area")
-            if "lowres_sr" in m:
-                low = self._run(self.lowres, small[0].clamp(0, 1), True)
-                out["lowres_sr"] = {n: _resize(v, size, "bicubic") for n, v in _texture(low).items()}
+        if {*LOWRES, "lowres_input"} & set(m):
+            small = F.interpolate(image[None].float(), scale_factor=1 / self.factor, mode="area")[0].clamp(0, 1)
+            if set(LOWRES) & set(m):
+                if self.lowres is None:
+                    raise ValueError(f"{sorted(set(LOWRES) & set(m))} need a low-resolution Reconstructor")
+                check_scale(self.lowres, small)
+                low = _texture(self._run(self.lowres, small, True))
+                if "lowres_sr" in m:
+                    out["lowres_sr"] = {n: _fit(bicubic_upscale(v, self.factor), size) for n, v in low.items()}
+                if "lowres_realesrgan" in m:
+                    out["lowres_realesrgan"] = {n: _fit(v, size) for n, v in realesrgan_maps(low, self.factor).items()}
             if "lowres_input" in m:
-                up = _resize(small[0], size, "bicubic")
+                up = _resize(small, size, "bicubic")
                 out["lowres_input"] = _texture(self._run(self.rec, up, True))
         return {k: out[k] for k in m}
 

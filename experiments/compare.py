@@ -3,12 +3,14 @@
 1. Checkpoints: `compare.checkpoints` (a folder `uhrtex.checkpoint.find_checkpoints` understands, e.g. `logs/`, or
    {uv_normal, gde, hfdr} paths). When null, the three stages are trained first exactly as `+exp=demo` does
    (experiments/train_all.py, stage runs under logs/<stage>/runs/<run_name>), and - for `patch_only: retrain` -
-   an HFDR without guide (lightning_modules.hfdr.PatchOnlyHFDR) with the same budget.
+   an HFDR without guide (lightning_modules.hfdr.PatchOnlyHFDR) with the same budget, and - for
+   `lowres_realesrgan` / `lowres_sr` - the low-resolution pipeline at input/`compare.lowres_factor`
+   (experiments/lowres.py, runs under logs/lowres_<stage>/). Given checkpoints: `compare.lowres_checkpoints`.
 2. Every method of `compare.methods` (experiments/baselines.py) and every external method under
    `compare.external_dir` (docs/evaluation.md) runs on each test capture (data split by subject).
 3. All are measured on one region per capture (GT face mask ∩ every method's coverage) with the same metrics,
    at full input resolution in image space. Writes `<run>/table1.{md,csv}`, `<run>/per_capture.csv`, previews
-   of the albedo per method, and a W&B table.
+   of the albedo per method, zoomed 1:1 crops of every map (paper Fig. 6/8 style), and a W&B table.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.compare_table import evaluate_capture, table1
+from experiments.baselines import LOWRES
 from experiments.eval_common import PERCEPTUAL_NAMES, log_wandb_table, perceptual_key
+from experiments.lowres import find_lowres_checkpoints, train_lowres
 from experiments.subruns import SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, run_subrun
 from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
@@ -56,15 +60,17 @@ def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     return ckpts
 
 
-def untrained_methods(cfg: DictConfig):
-    """fast_dev_run without checkpoints: freshly initialised stages at this preset (exercises the evaluation only)."""
+def untrained_methods(cfg: DictConfig, input_size: int | None = None):
+    """fast_dev_run without checkpoints: freshly initialised stages at this preset, or at `input_size` (the
+    low-res pipeline), sizes derived from it (exercises the evaluation only)."""
     from lightning_modules.gde import make_hash_encoder
 
-    m = {s: compose_model([f"exp={s}", f"input_size={cfg.input_size}", f"width={cfg.width}"]) for s in STAGES}
+    size = int(input_size or cfg.input_size)
+    m = {s: compose_model([f"exp={s}", f"input_size={size}", f"width={cfg.width}"]) for s in STAGES}
     hash_encoder = make_hash_encoder(OmegaConf.to_container(m["gde"].hash_encoding, resolve=True))
     gde = instantiate(m["gde"].net)(hash_channels=hash_encoder.n_output_dims if hash_encoder is not None else 0)
     return Reconstructor(instantiate(m["uv_normal"].net), gde, instantiate(m["hfdr"].net), hash_encoder,
-                         input_size=cfg.input_size, patch_batch=cfg.compare.patch_batch)
+                         input_size=size, patch_batch=cfg.compare.patch_batch)
 
 
 def given_checkpoints(spec) -> dict[str, str]:
@@ -82,7 +88,29 @@ def given_checkpoints(spec) -> dict[str, str]:
     return {k: str(v) for k, v in spec.items() if v}
 
 
-def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None):
+def lowres_size(cfg: DictConfig) -> int:
+    size, factor = int(cfg.input_size), int(cfg.compare.lowres_factor)
+    if size % factor:
+        raise ValueError(f"compare.lowres_factor={factor} does not divide input_size={size}")
+    return size // factor
+
+
+def build_lowres(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: dict[str, str] | None):
+    """The low-res pipeline: untrained at input/factor (smoke), or from its own checkpoints (trained at that size)."""
+    if ckpts is None:
+        return untrained_methods(cfg, lowres_size(cfg))
+    if lowres_ckpts is None:
+        raise ValueError("lowres_realesrgan / lowres_sr need the low-res pipeline: set compare.lowres_checkpoints=<logs/ "
+                         "with lowres_* runs> (or compare.checkpoints=null to train it), or drop them from compare.methods")
+    low = Reconstructor.from_records({s: read_stage(lowres_ckpts[s], s) for s in STAGES},
+                                     patch_batch=cfg.compare.patch_batch)
+    if low.input_size != lowres_size(cfg):
+        raise ValueError(f"compare.lowres_checkpoints were trained at {low.input_size}², not input_size / "
+                         f"compare.lowres_factor = {lowres_size(cfg)}²")
+    return low
+
+
+def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: dict[str, str] | None = None):
     from experiments.baselines import Baselines, ZeroGuide, variant
 
     c = cfg.compare
@@ -106,7 +134,7 @@ def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None):
             patch_only = variant(rec, wrap=ZeroGuide)
         else:
             raise ValueError(f"compare.patch_only={c.patch_only!r}; use retrain or zero_guide")
-    lowres = variant(rec, input_size=rec.input_size // c.lowres_factor) if "lowres_sr" in methods else None
+    lowres = build_lowres(cfg, ckpts, lowres_ckpts) if set(LOWRES) & set(methods) else None
     return rec, Baselines(rec, methods, patch_only, lowres, c.lowres_factor)
 
 
@@ -138,6 +166,24 @@ def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None
     save_png(path, torch.cat([top, bottom], 1))
 
 
+ZOOM_COLUMNS = ("ours", "lowres_realesrgan", "lowres_sr", "gde_only")
+
+
+def _zoom_figure(path: Path, image: torch.Tensor, outputs: dict, target: torch.Tensor, size: int) -> None:
+    """Paper Fig. 6/8 style: rows albedo / micronormal / specular; columns input crop | GT | ours |
+    lowres_realesrgan | lowres_sr | gde_only (those evaluated), one size² crop at the face centre, 1:1 pixels."""
+    from uhrtex.panels import crop_box, face_centre, save_png, show
+
+    gt = maps.TEXTURE.split(target[None])
+    y, x, s = crop_box(face_centre((target.sum(0, keepdim=True) > 0).float()), size, tuple(target.shape[-2:]))
+    cols = [m for m in ZOOM_COLUMNS if m in outputs]
+    rows = []
+    for name in maps.TEXTURE.names:
+        tiles = [image, gt[name][0], *(outputs[m][0].get(name, torch.zeros_like(gt[name][0])) for m in cols)]
+        rows.append(torch.cat([show(t[:, y:y + s, x:x + s], s) for t in tiles], 2))
+    save_png(path, torch.cat(rows, 1))
+
+
 def compare(cfg: DictConfig) -> dict[str, float]:
     c = cfg.compare
     run_dir = Path(cfg.paths.output_dir)
@@ -153,9 +199,15 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         ckpts = train_checkpoints(cfg, "patch_only" in c.methods and c.patch_only == "retrain")
     if ckpts is not None and c.get("patch_only_checkpoint"):
         ckpts["patch_only"] = str(c.patch_only_checkpoint)
+    lowres_ckpts = None
+    if set(LOWRES) & set(c.methods):
+        if c.get("lowres_checkpoints"):
+            lowres_ckpts = find_lowres_checkpoints(c.lowres_checkpoints)
+        elif not c.checkpoints and not fast:
+            lowres_ckpts = train_lowres(cfg, lowres_size(cfg))
     finish_wandb()
     t_train = time.time() - t0
-    rec, baselines = build_methods(cfg, ckpts)
+    rec, baselines = build_methods(cfg, ckpts, lowres_ckpts)
     externals = find_methods(c.external_dir, list(c.external) if c.get("external") else None)
     keys = test_keys(cfg)
     if c.get("max_captures"):
@@ -185,10 +237,12 @@ def compare(cfg: DictConfig) -> dict[str, float]:
                 uv_rows.setdefault(method, []).append(row)
         if i < c.previews:
             _preview(run_dir / "previews" / f"{key}_albedo.png", outputs, target, rec.input_size // 8)
+            _zoom_figure(run_dir / "previews" / f"{key}_zoom.png", cap["image"], outputs, target, rec.input_size // 8)
         log.info("compare: %d/%d %s", i + 1, len(keys), key)
     t_eval = time.time() - t1
     perceptual = perceptual_key([r for rs in rows.values() for r in rs])
     size = rec.input_size
+    low = size // int(c.lowres_factor)
     tiles = f", in {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else ""
     patch_only = ("HFDR retrained with the guide zeroed (same budget)" if c.patch_only == "retrain"
                   else "our HFDR with its guide zeroed at inference (not retrained)")
@@ -197,14 +251,17 @@ def compare(cfg: DictConfig) -> dict[str, float]:
          f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage"),
         f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box{tiles}" if perceptual
         else "no perceptual metric (metrics.perceptual=none)",
-        (f"patch_only: {patch_only}; lowres_sr: pipeline at {size // c.lowres_factor}² input, maps bicubic-upsampled "
-         f"×{c.lowres_factor}; lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; "
+        (f"patch_only: {patch_only}; lowres_realesrgan / lowres_sr: a pipeline trained at its own {low}² input "
+         f"(global {low // 4}², patches {low // 8}²; same captures area-downsampled, same budget and seed) on the "
+         f"area-downsampled input, maps ×{c.lowres_factor} by Real-ESRGAN x4plus (×4, then bicubic ×2; specular as "
+         f"grey RGB) / by bicubic; lowres_input: input down ×{c.lowres_factor} and bicubic up, then our pipeline; "
          "gde_only: guide bilinear-upsampled"),
         ("Seam: seam metric of the error map (prediction - GT), mean over the three maps: gradient energy on the "
          f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines; content edges cancel, so 1 = no "
          "seam artifacts, more = jumps or damaged seam bands (per-capture CSV: also seam_pred, on the prediction)"),
         f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
         "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
+        *([f"low-res checkpoints: {', '.join(f'{k}={v}' for k, v in lowres_ckpts.items())}"] if lowres_ckpts else []),
     ]
     t = table1(rows, perceptual, notes)
     md, csv_path = t.write(run_dir / "table1")
