@@ -9,7 +9,8 @@ from tests.helpers.hydra_run import REPO, cli, compose
 GROUPS = ["preset", "data", "model", "trainer", "logger", "callbacks", "debug"]
 
 
-@pytest.mark.parametrize("preset,sizes", [("paper", (4096, 1024, 512)), ("cpu", (512, 128, 64)), ("tiny", (256, 64, 32))])
+@pytest.mark.parametrize("preset,sizes", [("paper", (4096, 1024, 512)), ("detail", (2048, 512, 256)), ("cpu", (512, 128, 64)),
+                                          ("tiny", (256, 64, 32))])
 def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
     cfg = compose([f"preset={preset}"], workdir)
     assert (cfg.input_size, cfg.global_size, cfg.patch_size) == sizes
