@@ -22,8 +22,8 @@ SMOKE_OVERRIDES: dict[str, list[str]] = {
     # Evaluation tasks read captures: render three placeholder subjects into the test's data dir.
     # The perceptual net has its own tests; here it would only add time.
     "ablation_hash": ["data.generate_if_missing={subjects: 3, lightings: 1, renderer: placeholder}", "metrics.perceptual=none"],
-    # fast_dev_run compare: untrained stages, one test capture, three methods (the full list is slow on CPU).
-    "compare": ["data.store=@captures_512@", "metrics.perceptual=none", "compare.methods=[ours,patch_only,lowres_sr]"],
+    # fast_dev_run compare: untrained stages (low-res ones at 64²), one test capture, four methods (the full list is slow on CPU).
+    "compare": ["data.store=@captures_512@", "metrics.perceptual=none", "compare.methods=[ours,patch_only,lowres_sr,lowres_realesrgan]"],
 }
 
 
