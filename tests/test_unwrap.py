@@ -180,3 +180,127 @@ def test_interface_errors(scene):
     with pytest.raises(ValueError, match="needs the predicted UV"):
         unwrap({"maps": img}, mask, "splat")
     assert math.isfinite(float(img.sum()))
+
+
+# ------------------------------------------------------------------ fast paths against slow references
+
+
+def test_uv_layout_raster_matches_the_general_rasterizer(scene):
+    from uhrtex.raster import torch_backend as tb
+    from uhrtex.raster.uv_layout import barycentric_forms, rasterize_uv_layout, texel_centres
+
+    _, uv = scene[0].corners()
+    tri = torch.arange(uv.shape[0]).view(-1, 3)
+    for res in (37, 96):
+        lay = rasterize_uv_layout(uv, tri, res)
+        clip = torch.cat([uv * 2 - 1, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], 1)[None]
+        rast = tb.rasterize(clip, tri.int(), (res, res), grad_db=False)[0].reshape(-1, 4)
+        ref = (rast[:, 3] > 0).nonzero().flatten()
+        assert torch.equal(lay.texels, ref) and torch.equal(lay.tri, rast[ref, 3].long() - 1)
+        X, Y = texel_centres(lay.texels, res, torch.float64)
+        f = barycentric_forms(uv, tri)[lay.tri]
+        bary = f[..., 0] + f[..., 1] * X[:, None] + f[..., 2] * Y[:, None]
+        assert torch.allclose(bary.clamp(0, 1), rast[ref, :2].double(), atol=1e-5)
+    # Overlapping triangles (mirrored UVs): the lower index wins, whatever the winding.
+    sq = torch.tensor([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    for order in ([0, 1, 2], [0, 2, 1]):
+        lay = rasterize_uv_layout(torch.cat([sq, sq]), torch.tensor([order, [3, 5, 4]]), 16)
+        assert lay.texels.numel() > 50 and bool((lay.tri == 0).all())
+
+
+@pytest.mark.parametrize("case", ["sphere", "capture"])
+def test_visible_texels_match_the_per_texel_reference(scene, case):
+    """The affine-form visibility pass keeps the same texels at the same image positions as the per-texel one."""
+    from uhrtex.raster import Renderer
+    from uhrtex.unwrap_direct import reference_visible_texels, visible_texels
+
+    if case == "sphere":
+        mesh, cam, _, _, mask = scene
+        res = 80
+    else:
+        from uhrtex.captures.heads import head_asset
+        from uhrtex.captures.render import render_capture
+        from uhrtex.mesh import Mesh
+
+        cap = render_capture(3, "sky0_r000", 0, 128, texture_resolution=64)
+        mesh, cam, mask, res = Mesh.from_head(head_asset(3, 16).mesh), cap.camera, cap.maps["mask"], 192
+    opts = UnwrapOptions(resolution=res)
+    i1, g1 = visible_texels(mesh, cam, mask, res, opts, Renderer("torch"))
+    i0, g0 = reference_visible_texels(mesh, cam, mask, res, opts, Renderer("torch"))
+    assert i0.numel() > 500
+    same = torch.isin(i0, i1)
+    assert int((~same).sum()) + int((~torch.isin(i1, i0)).sum()) <= max(2, i0.numel() // 10000)  # threshold ties only
+    g1 = g1[torch.searchsorted(i1, i0[same])]
+    assert float((g1 - g0[same]).abs().max()) * max(mask.shape[-2:]) < 0.01  # < 1/200 pixel
+
+
+def _push_pull_reference(tex, weight):  # the formula, level by level, no shortcuts
+    v, wt = (tex * weight)[None], weight[None].float()
+    stack = []
+    while v.shape[-1] > 1 or v.shape[-2] > 1:
+        stack.append((v, wt))
+        ph, pw = v.shape[-2] % 2, v.shape[-1] % 2
+        v, wt = torch.nn.functional.pad(v, (0, pw, 0, ph)), torch.nn.functional.pad(wt, (0, pw, 0, ph))
+        v, wt = torch.nn.functional.avg_pool2d(v, 2) * 4, torch.nn.functional.avg_pool2d(wt, 2) * 4
+    filled = v / wt.clamp_min(1e-8)
+    for v, wt in reversed(stack):
+        up = torch.nn.functional.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        a = wt.clamp(0, 1)
+        filled = v / wt.clamp_min(1e-8) * a + up * (1 - a)
+    return filled[0]
+
+
+def _blend_reference(textures, coverage, template, sigma):  # every texel, gains over the whole texture
+    from uhrtex.io import linear_to_srgb, srgb_to_linear
+    from uhrtex.template import _gaussian_blur
+
+    cov = coverage[None].float()
+    w = torch.maximum(cov, _gaussian_blur(cov, sigma * coverage.shape[-1]).clamp(0, 1))[0]
+    out = {}
+    for name, tex in textures.items():
+        t = template[name]
+        if name != "micronormal":
+            lin = name == "albedo"
+            a, b = (srgb_to_linear(tex), srgb_to_linear(t)) if lin else (tex, t)
+            gain = ((a * cov[0]).sum((1, 2)) / (b * cov[0]).sum((1, 2)).clamp_min(1e-6)).clamp(0.1, 10)
+            t = linear_to_srgb(b * gain.view(-1, 1, 1)) if lin else b * gain.view(-1, 1, 1)
+        out[name] = (w * tex + (1 - w) * t).clamp(0, 1)
+    return out
+
+
+def test_fill_and_blend_match_their_references():
+    g = torch.Generator().manual_seed(0)
+    cov = (torch.nn.functional.interpolate(torch.rand(1, 1, 6, 6, generator=g), size=(45, 45)) > 0.5).float()[0]
+    tex = {k: torch.rand(c, 45, 45, generator=g) for k, c in (("albedo", 3), ("micronormal", 3), ("specular", 1))}
+    for weight in (cov, cov * torch.rand(1, 45, 45, generator=g)):  # binary (shortcut) and fractional weights
+        for t in tex.values():
+            assert torch.allclose(push_pull(t, weight), _push_pull_reference(t, weight), atol=1e-6)
+    tpl = {k: torch.rand_like(v) * 0.5 + 0.2 for k, v in tex.items()}
+    out, stats = blend_template(tex, cov, tpl, 1 / 16)
+    ref = _blend_reference(tex, cov, tpl, 1 / 16)
+    for k in tex:
+        assert torch.allclose(out[k], ref[k], atol=1e-5), k
+    assert set(stats["template_gain"]) == {"albedo", "specular"}
+
+
+def test_head_template_disk_cache(tmp_path, monkeypatch):
+    from uhrtex import template as T
+
+    monkeypatch.setenv("UHRTEX_CACHE_DIR", str(tmp_path))
+    T._TEXTURES.clear()
+    _, fresh = T.head_template(48, max_resolution=24)
+    files = list(tmp_path.glob("template_head_24_*.pt"))
+    assert len(files) == 1
+    T._TEXTURES.clear()
+    _, cached = T.head_template(48, max_resolution=24)  # read back from disk
+    assert all(torch.equal(fresh[k], cached[k]) for k in fresh)
+    files[0].write_bytes(b"not a torch file")  # a damaged cache file is regenerated and replaced
+    T._TEXTURES.clear()
+    _, again = T.head_template(48, max_resolution=24)
+    assert all(torch.equal(fresh[k], again[k]) for k in fresh)
+    assert torch.load(files[0], weights_only=True).keys() == fresh.keys()
+    monkeypatch.setenv("UHRTEX_CACHE_DIR", "off")  # disabled: generated, nothing written
+    T._TEXTURES.clear()
+    T.head_template(20, max_resolution=20)
+    assert not list(tmp_path.glob("template_head_20_*"))
+    T._TEXTURES.clear()

@@ -26,19 +26,24 @@ observation (e.g. the back of the head).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from uhrtex import maps as M
 from uhrtex.captures.format import Camera
 from uhrtex.mesh import Mesh, MeshError, check_camera
 from uhrtex.patches import Box, sample_global
 from uhrtex.raster import Renderer
+from uhrtex.template import blend_template, flat_template, head_template, is_unified_layout, push_pull
+from uhrtex.unwrap_direct import clip_positions as _clip
+from uhrtex.unwrap_direct import uv_layout
+from uhrtex.unwrap_direct import visible_texels as _visible_texels
 
-__all__ = ["METHODS", "UnwrapOptions", "UnwrapResult", "unwrap", "push_pull", "blend_template", "flat_template"]
+__all__ = ["METHODS", "UnwrapOptions", "UnwrapResult", "unwrap", "push_pull", "blend_template", "flat_template",
+           "head_template", "is_unified_layout"]
 
 METHODS = ("optimize", "direct", "splat")
 _CHUNK = 1 << 20  # texels / pixels per chunk in the sampling passes (bounds temporaries)
@@ -83,11 +88,6 @@ def _erode(m: torch.Tensor, px: int = 1) -> torch.Tensor:
     return -F.max_pool2d(-m, 2 * px + 1, stride=1, padding=px) if px > 0 else m
 
 
-def _pixel_grid(u: torch.Tensor, v: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    """Pixel coordinates (corner convention, as Camera.project) -> grid_sample coordinates."""
-    return torch.stack([u / w * 2 - 1, v / h * 2 - 1], -1)
-
-
 def _sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """image 1×C×H×W at grid N×2 -> N×C (bilinear, align_corners=False)."""
     return F.grid_sample(image, grid.view(1, -1, 1, 2).to(image.dtype), mode="bilinear", padding_mode="border",
@@ -99,80 +99,6 @@ def _camera_for(camera: Camera, h: int, w: int, name: str) -> Camera:
         raise MeshError(f"{name}: camera is {camera.width}x{camera.height} but the image is {w}x{h}; the camera does "
                         "not match the image (pass the camera of this photo, or do not crop it)")
     return camera if (camera.width, camera.height) == (w, h) else camera.scaled(w, h)
-
-
-def _clip(mesh: Mesh, camera: Camera) -> torch.Tensor:
-    """Clip-space positions 1×V×4 with near/far bracketing the mesh."""
-    z = camera.project(mesh.verts)[:, 2]
-    near, far = float(z.min()) * 0.5, float(z.max()) * 2.0
-    homo = torch.cat([mesh.verts, torch.ones_like(mesh.verts[:, :1])], 1)
-    return (homo.double() @ camera.clip_from_world(near, far, torch.float64).T).float()[None]
-
-
-def _uv_raster(mesh: Mesh, res: int, renderer: Renderer):
-    """Rasterize the unindexed mesh in UV space -> (rast 1×res×res×4 (row 0 = v≈0), tri 3F×3 corner ids)."""
-    _, uv = mesh.corners()
-    tri = torch.arange(uv.shape[0], dtype=torch.int32).view(-1, 3)
-    pos = torch.cat([uv * 2 - 1, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], 1)[None]
-    rast, _ = renderer.rasterize(pos.contiguous(), tri, (res, res), grad_db=False)
-    return rast, tri
-
-
-def _depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tuple[torch.Tensor, Camera]:
-    """Camera-space depth per pixel (1×1×h×w top-down, +inf off the mesh) at long side ≤ res."""
-    s = min(1.0, res / max(camera.width, camera.height))
-    cam = camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))
-    rast, _ = renderer.rasterize(_clip(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width), grad_db=False)
-    zc = cam.project(mesh.verts)[:, 2:3].float()
-    z, _ = renderer.interpolate(zc[None].contiguous(), rast, mesh.faces.int())
-    z = torch.where(rast[..., 3:4] > 0, z, torch.full_like(z, math.inf)).flip(1)  # raster row 0 = bottom
-    return z.permute(0, 3, 1, 2), cam
-
-
-@torch.no_grad()
-def _visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opts: UnwrapOptions,
-                    renderer: Renderer):
-    """Texels of a res² raster-convention texture seen by the camera inside the mask.
-
-    -> (flat texel indices N, grid N×2 into the image for grid_sample)."""
-    h, w = mask.shape[-2:]
-    rast, tri = _uv_raster(mesh, res, renderer)
-    pos, _ = mesh.corners()
-    ids = rast[0, ..., 3].reshape(-1)
-    texels = (ids > 0).nonzero().flatten()
-    zbuf, _ = _depth_buffer(mesh, camera, opts.depth_resolution, renderer)
-    inside = _erode(_binary_mask(mask), 1)  # all four bilinear taps on the face
-    # Face normals (either winding) for the grazing test.
-    p = pos.view(-1, 3, 3).double()
-    fn = torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-    fn = fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    ext = camera.extrinsics()
-    centre = -ext[:3, :3].T @ ext[:3, 3]
-    keep_idx, keep_grid = [], []
-    rflat = rast.reshape(-1, 4)
-    for s0 in range(0, texels.numel(), _CHUNK):
-        t = texels[s0:s0 + _CHUNK]
-        r = rflat[t]
-        f = r[:, 3].long() - 1
-        c = tri.long()[f]
-        u, v = r[:, 0:1].double(), r[:, 1:2].double()
-        x = u * pos[c[:, 0]] + v * pos[c[:, 1]] + (1 - u - v) * pos[c[:, 2]]  # N×3 world
-        proj = camera.project(x)
-        ok = proj[:, 2] > 0
-        view = centre - x
-        cos = (fn[f] * view).sum(1).abs() / view.norm(dim=1).clamp_min(1e-30)
-        ok &= cos >= opts.min_cos
-        grid = _pixel_grid(proj[:, 0], proj[:, 1], w, h)
-        ok &= (grid.abs() <= 1).all(1)
-        zb = F.grid_sample(zbuf, grid.view(1, -1, 1, 2).float(), mode="nearest", padding_mode="border",
-                           align_corners=False).view(-1).double()
-        ok &= proj[:, 2] <= zb * (1 + opts.depth_tolerance)
-        m = F.grid_sample(inside, grid.view(1, -1, 1, 2).float(), mode="bilinear", padding_mode="zeros",
-                          align_corners=False).view(-1)
-        ok &= m >= 0.999
-        keep_idx.append(t[ok])
-        keep_grid.append(grid[ok].float())
-    return torch.cat(keep_idx), torch.cat(keep_grid)
 
 
 def _gather_channels(maps: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple[str, int]]]:
@@ -209,14 +135,19 @@ def _splat(values: torch.Tensor, s: torch.Tensor, t: torch.Tensor, res: int, acc
 
 
 @torch.no_grad()
-def _direct(x, mask, mesh, camera, res, opts, renderer):
+def _direct(x, mask, mesh, camera, res, opts, renderer, timings):
+    t0 = time.perf_counter()
+    uv_layout(mesh, res)  # rasterized once per mesh and resolution (cached); timed on its own
+    t1 = time.perf_counter()
     idx, grid = _visible_texels(mesh, camera, mask, res, opts, renderer)
+    t2 = time.perf_counter()
     c = x.shape[1]
     tex = torch.zeros(c, res * res)
     for s0 in range(0, idx.numel(), _CHUNK):
         tex[:, idx[s0:s0 + _CHUNK]] = _sample(x, grid[s0:s0 + _CHUNK]).T
     cov = torch.zeros(1, res * res)
     cov[:, idx] = 1.0
+    timings.update(uv_raster=t1 - t0, visibility=t2 - t1, sample=time.perf_counter() - t2)
     return tex.view(c, res, res), cov.view(1, res, res), {"visible_texels": int(idx.numel())}
 
 
@@ -326,115 +257,6 @@ def _splat_method(x, mask, uv_map, res, opts):
     return tex.view(c, res, res), cov.view(1, res, res), {"splat_pixels": int(inside.sum())}
 
 
-# ------------------------------------------------------------------------------------------ filling
-
-
-def push_pull(tex: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Fill texels with weight 0 from coarser pyramid levels (C×H×W, weight 1×H×W in [0, 1])."""
-    v, wt = (tex * weight)[None], weight[None].float()
-    stack = []
-    while v.shape[-1] > 1 or v.shape[-2] > 1:
-        stack.append((v, wt))
-        ph, pw = v.shape[-2] % 2, v.shape[-1] % 2
-        if ph or pw:
-            v, wt = F.pad(v, (0, pw, 0, ph)), F.pad(wt, (0, pw, 0, ph))
-        v, wt = F.avg_pool2d(v, 2) * 4, F.avg_pool2d(wt, 2) * 4  # sums
-    filled = v / wt.clamp_min(1e-8)
-    for v, wt in reversed(stack):
-        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
-        a = wt.clamp(0, 1)
-        filled = v / wt.clamp_min(1e-8) * a + up * (1 - a)
-    return filled[0]
-
-
-def flat_template(resolution: int, names: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
-    """A neutral template for UV layouts we have no head for: mid skin tone, flat normal, mild specular."""
-    values = {"albedo": (0.72, 0.55, 0.47), "micronormal": (0.5, 0.5, 1.0), "specular": (0.25,)}
-    names = names or {k: len(v) for k, v in values.items()}
-    return {k: torch.tensor(values.get(k, (0.5,) * n)[:n]).view(n, 1, 1).expand(n, resolution, resolution).clone()
-            for k, n in names.items()}
-
-
-TEMPLATE_SEED = 0
-TEMPLATE_MELANIN = 0.13  # a mid skin tone (subjects span ~0.03 .. 0.6); the blend re-tones it anyway
-
-
-def head_template(resolution: int, max_resolution: int = 1024) -> tuple[Mesh, dict[str, torch.Tensor]]:
-    """The neutral-tone procedural head in the unified UV space: its mesh and textures (top-down, resolution²).
-
-    Textures are generated at ≤ max_resolution and upsampled: the template only fills what the photo did
-    not see, so it needs no 4K detail (and generating it would cost more than the reconstruction)."""
-    import dataclasses
-
-    from uhrtex.captures.heads import Subject, build_mesh, make_textures
-
-    s = dataclasses.replace(Subject.from_seed(TEMPLATE_SEED), melanin=TEMPLATE_MELANIN, freckles=0.0)
-    r = min(int(resolution), int(max_resolution))
-    tex = make_textures(s, r)
-    if r != resolution:
-        tex = {k: F.interpolate(v[None], size=(resolution, resolution), mode="bilinear", align_corners=False)[0]
-               for k, v in tex.items()}
-    return Mesh.from_head(build_mesh(s), "template_head"), tex
-
-
-def is_unified_layout(mesh: Mesh) -> bool:
-    """Whether `mesh` carries the procedural heads' unified UV layout (then the head template fits it):
-    its UVs lie on the head's UV grid and cover it (any order or vertex splitting; OBJ export drops the few
-    unreferenced pole vertices)."""
-    from uhrtex.captures.heads import DEFAULT_GRID
-
-    nu, nv = DEFAULT_GRID
-    g = mesh.uvs.double() * torch.tensor([nu - 1, nv - 1], dtype=torch.float64)
-    if mesh.uvs.shape[0] < 0.99 * nu * nv or (g - g.round()).abs().max() > 1e-3:
-        return False
-    return torch.unique(g.round().long(), dim=0).shape[0] >= 0.99 * nu * nv
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian on 1×C×H×W via a downsampled copy when sigma is large (cheap at 8K)."""
-    if sigma < 0.5:
-        return x
-    f = max(1, int(sigma // 4))
-    small = F.avg_pool2d(x, f) if f > 1 else x
-    s = sigma / f
-    r = int(3 * s)
-    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * s * s))
-    g = (g / g.sum()).to(x.dtype)
-    c = small.shape[1]
-    y = F.conv2d(F.pad(small, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if f > 1 else y
-
-
-def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
-                   template: Mapping[str, torch.Tensor], sigma: float) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tone-match `template` to the observed texels (mean face colour) and blend it in away from them."""
-    from uhrtex.io import linear_to_srgb, srgb_to_linear
-
-    res = coverage.shape[-1]
-    cov = coverage[None].float()
-    w = torch.maximum(cov, _gaussian_blur(cov, sigma * res).clamp(0, 1))[0]
-    n = float(cov.sum())
-    out, gains = {}, {}
-    for name, tex in textures.items():
-        if name not in template:
-            out[name] = tex
-            continue
-        t = template[name].float()
-        if t.shape[-1] != res:
-            t = F.interpolate(t[None], size=(res, res), mode="area" if t.shape[-1] > res else "bilinear")[0]
-        if name not in M.NORMAL_MAPS and n > 0:
-            lin = name in M.SRGB_MAPS
-            a, b = (srgb_to_linear(tex), srgb_to_linear(t)) if lin else (tex, t)
-            gain = (a * cov[0]).sum((1, 2)) / (b * cov[0]).sum((1, 2)).clamp_min(1e-6)
-            gain = gain.clamp(0.1, 10)
-            b = b * gain.view(-1, 1, 1)
-            t = linear_to_srgb(b) if lin else b
-            gains[name] = [round(float(g), 4) for g in gain]
-        out[name] = (w * tex + (1 - w) * t).clamp(0, 1)
-    return out, {"template_gain": gains}
-
-
 # ------------------------------------------------------------------------------------------ interface
 
 
@@ -456,6 +278,8 @@ def unwrap(maps: Mapping[str, torch.Tensor], mask: torch.Tensor, method: str = "
         raise ValueError(f"mask is {tuple(mask.shape[-2:])} but the maps are {(h, w)}")
     res = int(opts.resolution)
     renderer = renderer or Renderer("auto", "cpu")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     if method in ("direct", "optimize"):
         if mesh is None or camera is None:
             raise MeshError(f"unwrap method '{method}' needs a mesh with UVs and its camera (--mesh, --camera); "
@@ -463,23 +287,28 @@ def unwrap(maps: Mapping[str, torch.Tensor], mask: torch.Tensor, method: str = "
         camera = _camera_for(camera, h, w, "camera")
         check_camera(mesh, camera)
         if method == "direct":
-            tex, cov, stats = _direct(x, mask, mesh, camera, res, opts, renderer)
+            tex, cov, stats = _direct(x, mask, mesh, camera, res, opts, renderer, timings)
         else:
             tex, cov, stats = _optimize(x, mask, mesh, camera, res, opts, renderer, progress)
     else:
         if uv is None:
             raise ValueError("unwrap method 'splat' needs the predicted UV map")
         tex, cov, stats = _splat_method(x, mask, uv, res, opts)
+    timings.setdefault(method, time.perf_counter() - t0)
     # raster convention (row 0 = v≈0) -> top-down images
     tex, cov = tex.flip(-2), cov.flip(-2)
     stats["coverage"] = float(cov.mean())
     if opts.fill:
+        t0 = time.perf_counter()
         if float(cov.sum()) > 0:
             tex = push_pull(tex, cov)
         textures = _split_channels(tex.clamp(0, 1), names)
+        t1 = time.perf_counter()
         tpl = template or flat_template(res, dict(names))
         textures, extra = blend_template(textures, cov, tpl, opts.template_sigma)
+        timings.update(fill=t1 - t0, blend=time.perf_counter() - t1)
         stats.update(extra)
     else:
         textures = _split_channels(tex.clamp(0, 1), names)
+    stats["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     return UnwrapResult(textures, cov, method, stats)

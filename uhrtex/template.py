@@ -1,0 +1,214 @@
+"""Filling the texels a photo did not see: push-pull, and the template texture blended in far from them.
+
+* `push_pull`: the masked texture's pyramid pulled back up, so the fill is smooth and continuous with its
+  border.
+* `head_template`: the neutral-tone procedural head in the unified UV layout (`flat_template` for other
+  layouts). Its textures are generated at ≤ 1024² (the template only fills what the photo did not see) and
+  cached: in-process, and on disk in the uhrtex cache folder (`$UHRTEX_CACHE_DIR`, else
+  `$XDG_CACHE_HOME/uhrtex`, else `~/.cache/uhrtex`; `UHRTEX_CACHE_DIR=off` disables it), keyed by the
+  resolution and a hash of the generator's source, so a code change regenerates it. Generating 1024²
+  costs seconds; reading the cache, milliseconds.
+* `blend_template`: tone-match the template to the observed texels (mean face colour, per channel, in
+  linear space for sRGB maps) and blend it in with w = max(coverage, gaussian(coverage)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from uhrtex import maps as M
+from uhrtex.mesh import Mesh
+
+__all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "cache_dir",
+           "TEMPLATE_SEED", "TEMPLATE_MELANIN"]
+
+
+def push_pull(tex: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill texels with weight 0 from coarser pyramid levels (C×H×W, weight 1×H×W in [0, 1])."""
+    wt0 = weight[None].float()
+    v, wt = tex[None] * wt0, wt0
+    stack = []
+    while v.shape[-1] > 1 or v.shape[-2] > 1:
+        stack.append((v, wt))
+        ph, pw = v.shape[-2] % 2, v.shape[-1] % 2
+        if ph or pw:
+            v, wt = F.pad(v, (0, pw, 0, ph)), F.pad(wt, (0, pw, 0, ph))
+        v, wt = F.avg_pool2d(v, 2) * 4, F.avg_pool2d(wt, 2) * 4  # sums
+    filled = v / wt.clamp_min(1e-8)
+    binary = bool(((wt0 == 0) | (wt0 == 1)).all())
+    for i, (v, wt) in enumerate(reversed(stack)):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        if binary and i == len(stack) - 1:  # finest level, 0/1 weights: v / wt · 1 + up · 0 is exactly tex
+            return torch.where(wt0 > 0, tex[None], up)[0]
+        a = wt.clamp(0, 1)
+        filled = (v / wt.clamp_min(1e-8)).mul_(a).add_(up.mul_(1 - a))
+    return filled[0]
+
+
+def flat_template(resolution: int, names: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """A neutral template for UV layouts we have no head for: mid skin tone, flat normal, mild specular."""
+    values = {"albedo": (0.72, 0.55, 0.47), "micronormal": (0.5, 0.5, 1.0), "specular": (0.25,)}
+    names = names or {k: len(v) for k, v in values.items()}
+    return {k: torch.tensor(values.get(k, (0.5,) * n)[:n]).view(n, 1, 1).expand(n, resolution, resolution).clone()
+            for k, n in names.items()}
+
+
+TEMPLATE_SEED = 0
+TEMPLATE_MELANIN = 0.13  # a mid skin tone (subjects span ~0.03 .. 0.6); the blend re-tones it anyway
+_TEXTURES: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()  # generated resolution -> textures
+
+
+def cache_dir() -> Path | None:
+    """The uhrtex cache folder (see module doc); None when disabled."""
+    d = os.environ.get("UHRTEX_CACHE_DIR")
+    if d is not None:
+        return None if d.strip().lower() in ("", "0", "off", "none") else Path(d)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "uhrtex"
+
+
+def _template_subject():
+    import dataclasses
+
+    from uhrtex.captures.heads import Subject
+
+    return dataclasses.replace(Subject.from_seed(TEMPLATE_SEED), melanin=TEMPLATE_MELANIN, freckles=0.0)
+
+
+def _generator_digest(r: int) -> str:
+    """Hash of what the template textures depend on: its parameters and the generator's source files."""
+    import uhrtex.captures.heads as heads
+    import uhrtex.io as uio
+
+    h = hashlib.sha256(repr((TEMPLATE_SEED, TEMPLATE_MELANIN, int(r), torch.__version__.split("+")[0])).encode())
+    for f in sorted(Path(heads.__file__).parent.glob("*.py")) + [Path(uio.__file__)]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _template_textures(r: int) -> dict[str, torch.Tensor]:
+    """The template head's textures at r² (top-down): in-process cache, then disk cache, then generated."""
+    if r in _TEXTURES:
+        _TEXTURES.move_to_end(r)
+        return _TEXTURES[r]
+    d = cache_dir()
+    path = d / f"template_head_{r}_{_generator_digest(r)}.pt" if d is not None else None
+    tex = None
+    if path is not None and path.is_file():
+        try:
+            tex = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged cache file is regenerated and replaced
+            tex = None
+    if tex is None:
+        from uhrtex.captures.heads import make_textures
+
+        tex = make_textures(_template_subject(), r)
+        if path is not None:
+            try:
+                from uhrtex.io import write_bytes_atomic
+
+                buf = io.BytesIO()
+                torch.save(tex, buf)
+                write_bytes_atomic(path, buf.getvalue())
+            except OSError:  # a read-only or full cache folder only costs the regeneration next time
+                pass
+    _TEXTURES[r] = tex
+    while len(_TEXTURES) > 2:
+        _TEXTURES.popitem(last=False)
+    return tex
+
+
+def head_template(resolution: int, max_resolution: int = 1024) -> tuple[Mesh, dict[str, torch.Tensor]]:
+    """The neutral-tone procedural head in the unified UV space: its mesh and textures (top-down, resolution²).
+
+    Textures are generated at ≤ max_resolution and upsampled: the template only fills what the photo did
+    not see, so it needs no 4K detail (and generating it would cost more than the reconstruction)."""
+    from uhrtex.captures.heads import build_mesh
+
+    r = min(int(resolution), int(max_resolution))
+    tex = _template_textures(r)
+    if r != resolution:
+        tex = {k: F.interpolate(v[None], size=(resolution, resolution), mode="bilinear", align_corners=False)[0]
+               for k, v in tex.items()}
+    else:
+        tex = {k: v.clone() for k, v in tex.items()}  # callers own their copy; the cache stays intact
+    return Mesh.from_head(build_mesh(_template_subject()), "template_head"), tex
+
+
+def is_unified_layout(mesh: Mesh) -> bool:
+    """Whether `mesh` carries the procedural heads' unified UV layout (then the head template fits it):
+    its UVs lie on the head's UV grid and cover it (any order or vertex splitting; OBJ export drops the few
+    unreferenced pole vertices)."""
+    from uhrtex.captures.heads import DEFAULT_GRID
+
+    nu, nv = DEFAULT_GRID
+    g = mesh.uvs.double() * torch.tensor([nu - 1, nv - 1], dtype=torch.float64)
+    if mesh.uvs.shape[0] < 0.99 * nu * nv or (g - g.round()).abs().max() > 1e-3:
+        return False
+    return torch.unique(g.round().long(), dim=0).shape[0] >= 0.99 * nu * nv
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian on 1×C×H×W via a downsampled copy when sigma is large (cheap at 8K)."""
+    if sigma < 0.5:
+        return x
+    f = max(1, int(sigma // 4))
+    small = F.avg_pool2d(x, f) if f > 1 else x
+    s = sigma / f
+    r = int(3 * s)
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * s * s))
+    g = (g / g.sum()).to(x.dtype)
+    c = small.shape[1]
+    y = F.conv2d(F.pad(small, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if f > 1 else y
+def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
+                   template: Mapping[str, torch.Tensor], sigma: float) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tone-match `template` to the observed texels (mean face colour) and blend it in away from them.
+
+    out = w·tex + (1 − w)·template', w = max(coverage, gaussian(coverage)); where w = 1 that is tex, so the
+    template is converted and blended only on the texels with w < 1, and the gains are sums over the observed
+    texels (coverage > 0) only."""
+    from uhrtex.io import linear_to_srgb, srgb_to_linear
+
+    res = coverage.shape[-1]
+    cov = coverage[None].float()
+    w = torch.maximum(cov, _gaussian_blur(cov, sigma * res).clamp(0, 1)).reshape(-1)
+    cflat = cov.reshape(-1)
+    seen = (cflat > 0).nonzero().flatten()
+    part = (w < 1).nonzero().flatten()
+    cw, wp = cflat[seen], w[part]
+    n = float(cw.sum())
+    out, gains = {}, {}
+    for name, tex in textures.items():
+        if name not in template:
+            out[name] = tex
+            continue
+        t = template[name].float()
+        if t.shape[-1] != res:
+            t = F.interpolate(t[None], size=(res, res), mode="area" if t.shape[-1] > res else "bilinear")[0]
+        c = tex.shape[0]
+        tf, xf = t.reshape(c, -1), tex.reshape(c, -1)
+        tp = tf.index_select(1, part)  # the template where it shows
+        if name not in M.NORMAL_MAPS and n > 0:
+            lin = name in M.SRGB_MAPS
+            conv = srgb_to_linear if lin else (lambda v: v)
+            a, b = conv(xf.index_select(1, seen)), conv(tf.index_select(1, seen))
+            gain = (a * cw).sum(1) / (b * cw).sum(1).clamp_min(1e-6)
+            gain = gain.clamp(0.1, 10)
+            tp = conv(tp) * gain[:, None]
+            tp = linear_to_srgb(tp) if lin else tp
+            gains[name] = [round(float(g), 4) for g in gain]
+        o = xf.clamp(0, 1)  # w = 1: the texture itself
+        o[:, part] = (wp * xf.index_select(1, part) + (1 - wp) * tp).clamp(0, 1)
+        out[name] = o.view_as(tex)
+    return out, {"template_gain": gains}

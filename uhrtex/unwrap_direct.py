@@ -1,0 +1,176 @@
+"""Which texels of a mesh's UV texture a camera sees, and where in the image: the visibility pass of the
+`direct` unwrap (and the coverage of `optimize`).
+
+For every texel covered by the UV layout: its 3-D point (barycentric in its triangle), projected by the
+camera; kept when in front of the camera, inside the frame, not seen at a grazing angle (|cos| ≥ min_cos
+between the face normal and the view ray), not occluded (camera depth ≤ the depth buffer's · (1 + tol))
+and with all four bilinear taps on the face mask.
+
+Fast path: the UV layout is rasterized once per (mesh UVs, resolution) (`uhrtex.raster.uv_layout`, the
+torch backend's exact coverage; cached in-process), and because the layout is flat, every texel quantity
+the tests need (camera-space position, the normal·view product) is an affine function of the texel centre
+within its triangle. So each triangle gets its affine coefficients once (float64), and a texel costs one
+gather and a few multiply-adds (float32), in chunks. `reference_visible_texels` keeps the former
+per-texel formulation (full rasterized image, barycentric world points, float64), for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from uhrtex.captures.format import Camera
+from uhrtex.mesh import Mesh
+from uhrtex.raster import Renderer
+from uhrtex.raster.uv_layout import UVLayoutRaster, barycentric_forms, rasterize_uv_layout, texel_centres
+
+__all__ = ["uv_layout", "visible_texels", "reference_visible_texels", "depth_buffer", "clip_positions"]
+
+_CHUNK = 1 << 20  # texels per chunk (bounds temporaries)
+_LAYOUTS: OrderedDict[tuple, tuple[UVLayoutRaster, torch.Tensor]] = OrderedDict()
+LAYOUT_CACHE_TEXELS = 2 * 4096 * 4096  # at most ~2 4K layouts (~0.4 GB) stay cached
+
+
+def _mesh_key(mesh: Mesh) -> str:
+    h = hashlib.sha1()
+    for t in (mesh.uvs, mesh.faces_uv):
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def uv_layout(mesh: Mesh, res: int) -> tuple[UVLayoutRaster, torch.Tensor]:
+    """The mesh's UV layout rasterized at res² and the per-triangle barycentric forms [T, 2, 3] (cached)."""
+    key = (_mesh_key(mesh), int(res))
+    if key in _LAYOUTS:
+        _LAYOUTS.move_to_end(key)
+        return _LAYOUTS[key]
+    uvs, tri = mesh.uvs.detach().cpu().float(), mesh.faces_uv.cpu()
+    out = rasterize_uv_layout(uvs, tri, res), barycentric_forms(uvs, tri)
+    _LAYOUTS[key] = out
+    while sum(k[1] ** 2 for k in _LAYOUTS) > LAYOUT_CACHE_TEXELS and len(_LAYOUTS) > 1:
+        _LAYOUTS.popitem(last=False)
+    return out
+
+
+def clip_positions(mesh: Mesh, camera: Camera) -> torch.Tensor:
+    """Clip-space positions 1×V×4 with near/far bracketing the mesh."""
+    z = camera.project(mesh.verts)[:, 2]
+    near, far = float(z.min()) * 0.5, float(z.max()) * 2.0
+    homo = torch.cat([mesh.verts, torch.ones_like(mesh.verts[:, :1])], 1)
+    return (homo.double() @ camera.clip_from_world(near, far, torch.float64).T).float()[None]
+
+
+def depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tuple[torch.Tensor, Camera]:
+    """Camera-space depth per pixel (1×1×h×w top-down, +inf off the mesh) at long side ≤ res."""
+    s = min(1.0, res / max(camera.width, camera.height))
+    cam = camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))
+    rast, _ = renderer.rasterize(clip_positions(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width),
+                                 grad_db=False)
+    zc = cam.project(mesh.verts)[:, 2:3].float()
+    z, _ = renderer.interpolate(zc[None].contiguous(), rast, mesh.faces.int())
+    z = torch.where(rast[..., 3:4] > 0, z, torch.full_like(z, math.inf)).flip(1)  # raster row 0 = bottom
+    return z.permute(0, 3, 1, 2), cam
+
+
+def _inside_mask(mask: torch.Tensor) -> torch.Tensor:
+    """1×1×H×W: the face mask eroded by one pixel, so a bilinear sample of 1 means all four taps are on it."""
+    m = (mask.reshape(1, 1, *mask.shape[-2:]) > 0.5).float()
+    return -F.max_pool2d(-m, 3, stride=1, padding=1)
+
+
+def _face_normals(pos: torch.Tensor) -> torch.Tensor:
+    p = pos.view(-1, 3, 3).double()
+    fn = torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    return fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+def _camera_centre(camera: Camera) -> torch.Tensor:
+    ext = camera.extrinsics()
+    return -torch.linalg.solve(ext[:3, :3], ext[:3, 3])
+
+
+def _affine_forms(mesh: Mesh, camera: Camera, bary: torch.Tensor) -> torch.Tensor:
+    """[T, K, 3] float32: per triangle, K texel quantities as c + a·X + b·Y over the texel centre (NDC):
+    camera-space x, y, z, the face normal · (camera centre − point), and the point − camera centre."""
+    pos = mesh.verts.double()[mesh.faces]  # [T, 3 corners, 3]
+    # world point = p2 + u (p0 − p2) + v (p1 − p2), u and v affine in (X, Y)
+    world = pos[:, 2, :, None] * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    world = world + (pos[:, 0] - pos[:, 2])[:, :, None] * bary[:, 0, None, :]
+    world = world + (pos[:, 1] - pos[:, 2])[:, :, None] * bary[:, 1, None, :]  # [T, 3 xyz, 3 (c, a, b)]
+    ext = camera.extrinsics()
+    cam = torch.einsum("ij,tjk->tik", ext[:3, :3], world)
+    cam[:, :, 0] += ext[:3, 3]
+    fn = _face_normals(pos.reshape(-1, 3))
+    rel = world.clone()
+    rel[:, :, 0] -= _camera_centre(camera)  # point − centre
+    nview = -(fn[:, :, None] * rel).sum(1, keepdim=True)
+    return torch.cat([cam, nview, rel], 1).float()
+
+
+@torch.no_grad()
+def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opts, renderer: Renderer):
+    """Texels of a res² raster-convention texture seen by the camera inside the mask (see module doc).
+
+    -> (flat texel indices N, ascending; grid N×2 into the image for grid_sample, align_corners=False)."""
+    h, w = mask.shape[-2:]
+    lay, bary = uv_layout(mesh, res)
+    forms = _affine_forms(mesh, camera, bary)  # [T, 7, 3]
+    zbuf, _ = depth_buffer(mesh, camera, opts.depth_resolution, renderer)
+    inside = _inside_mask(mask)
+    fx, fy, cx, cy = (float(v) for v in (camera.fx, camera.fy, camera.cx, camera.cy))
+    keep_idx, keep_grid = [], []
+    for s0 in range(0, lay.texels.numel(), _CHUNK):
+        t = lay.texels[s0:s0 + _CHUNK]
+        f = forms.index_select(0, lay.tri[s0:s0 + _CHUNK])  # [n, 7, 3]
+        X, Y = texel_centres(t, res)
+        val = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 7]
+        z = val[:, 2]
+        dist = val[:, 4:7].norm(dim=1)
+        ok = (z > 0) & (val[:, 3].abs() >= opts.min_cos * dist)
+        sel = ok.nonzero().flatten()
+        val, z, t = val[sel], z[sel], t[sel]
+        grid = torch.stack([(fx * val[:, 0] / z + cx) / w * 2 - 1, (fy * val[:, 1] / z + cy) / h * 2 - 1], -1)
+        sel = (grid.abs() <= 1).all(1).nonzero().flatten()
+        grid, z, t = grid[sel], z[sel], t[sel]
+        g4 = grid.view(1, -1, 1, 2)
+        zb = F.grid_sample(zbuf, g4, mode="nearest", padding_mode="border", align_corners=False).view(-1)
+        m = F.grid_sample(inside, g4, mode="bilinear", padding_mode="zeros", align_corners=False).view(-1)
+        sel = ((z <= zb * (1 + opts.depth_tolerance)) & (m >= 0.999)).nonzero().flatten()
+        keep_idx.append(t[sel])
+        keep_grid.append(grid[sel])
+    return torch.cat(keep_idx), torch.cat(keep_grid)
+
+
+@torch.no_grad()
+def reference_visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opts, renderer: Renderer):
+    """The same test, per texel from a full UV-space rasterization, in float64 (slow; for tests)."""
+    h, w = mask.shape[-2:]
+    pos, uv = mesh.corners()
+    tri = torch.arange(uv.shape[0], dtype=torch.int32).view(-1, 3)
+    clip = torch.cat([uv * 2 - 1, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], 1)[None]
+    rast, _ = renderer.rasterize(clip.contiguous(), tri, (res, res), grad_db=False)
+    rflat = rast.reshape(-1, 4)
+    texels = (rflat[:, 3] > 0).nonzero().flatten()
+    zbuf, _ = depth_buffer(mesh, camera, opts.depth_resolution, renderer)
+    inside = _inside_mask(mask)
+    fn = _face_normals(pos)
+    r = rflat[texels]
+    f = r[:, 3].long() - 1
+    c = tri.long()[f]
+    u, v = r[:, 0:1].double(), r[:, 1:2].double()
+    x = u * pos[c[:, 0]] + v * pos[c[:, 1]] + (1 - u - v) * pos[c[:, 2]]
+    proj = camera.project(x)
+    view = _camera_centre(camera) - x
+    ok = (proj[:, 2] > 0) & ((fn[f] * view).sum(1).abs() / view.norm(dim=1).clamp_min(1e-30) >= opts.min_cos)
+    grid = torch.stack([proj[:, 0] / w * 2 - 1, proj[:, 1] / h * 2 - 1], -1)
+    ok &= (grid.abs() <= 1).all(1)
+    g4 = grid.view(1, -1, 1, 2).float()
+    zb = F.grid_sample(zbuf, g4, mode="nearest", padding_mode="border", align_corners=False).view(-1).double()
+    ok &= proj[:, 2] <= zb * (1 + opts.depth_tolerance)
+    ok &= F.grid_sample(inside, g4, mode="bilinear", padding_mode="zeros", align_corners=False).view(-1) >= 0.999
+    return texels[ok], grid[ok].float()
