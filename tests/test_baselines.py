@@ -12,8 +12,8 @@ from uhrtex.checkpoint import STAGES, read_stage
 from uhrtex.pipeline import Reconstructor
 
 FACTOR = 8
-# Tiny-preset networks; the low-res pipeline at 256/8 = 32² input (global 16², patches 8²: uv_normal's four
-# poolings need 16² at least, so global is not 32/4 here; the CPU preset's 64/16/8 follows the ratios).
+# Tiny-preset networks; the low-res pipeline at 256/8 = 32² input with global 16² and patches 8² (the sizes the
+# CPU preset's 64² low-res pipeline uses, checked to run; 32/4 = 8² would halve uv_normal's four poolings to 0.5²).
 LOW = {"input_size": 32, "global_size": 16, "patch_size": 8}
 
 
