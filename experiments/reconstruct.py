@@ -105,12 +105,22 @@ def _publish(staging: Path, out: Path, files: list[str]) -> None:
 
 
 class _Writer:
+    """PNGs are encoded in background threads (uhrtex.export.PngWriter) while the reconstruction goes on;
+    `close()` joins them (re-raising a failure) before the manifest is written."""
+
     def __init__(self, root: Path):
-        self.root, self.files = root, []
+        from uhrtex.export import PngWriter
+
+        self.root, self.files, self.pngs = root, [], PngWriter()
 
     def png(self, name: str, x: torch.Tensor, bits: int) -> None:
-        uio.write_png(self.root / name, x.float().clamp(0, 1), bits=bits)
+        self.pngs.submit(self.root / name, x.detach().float().clamp(0, 1), bits)
         self.files.append(name)
+
+    def close(self, ok: bool = True) -> None:
+        if ok:
+            self.pngs.wait()
+        self.pngs.close()
 
     def exr(self, name: str, x: torch.Tensor) -> None:
         uio.write_exr(self.root / name, x.float(), half=True)
@@ -176,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
     mask = rec.full_res(result, "mask_pred")
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+    w = None
     try:
         w = _Writer(staging)
         _maps_out(w, "", tex_maps, args.exr)
@@ -237,9 +248,12 @@ def run(args: argparse.Namespace) -> dict:
             "unwrap": unwrap_info, "device": str(device), "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }
+        w.close()  # every PNG is complete before the manifest marks the set complete
         w.bytes("manifest.json", json.dumps(manifest, indent=1).encode())
         _publish(staging, out, w.files)
     except BaseException:
+        if w is not None:
+            w.close(ok=False)  # no encoder thread may still write into the staging folder
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
