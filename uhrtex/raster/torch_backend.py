@@ -329,7 +329,7 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
         it = item[sel]
         f = forms.index_select(0, it)
         rast, db = _barycentrics(f, X[sel], Y[sel], H, W)
-        if not grad_db:  # pos gets gradients through rast_db only with grad_db
+        if not grad_db and need_grad:  # pos gets gradients through rast_db only with grad_db
             db = _barycentrics(f.detach(), X[sel], Y[sel], H, W)[1]
         return torch.cat([rast.to(pos.dtype), ids.index_select(0, it)[:, None]], 1), db.to(pos.dtype)
 
