@@ -2,7 +2,7 @@
 
     python -m experiments.reconstruct PORTRAIT --ckpt DIR|BUNDLE --out DIR
         [--mesh head.obj --camera cam.json] [--unwrap optimize|direct|splat|none] [--patch-batch N]
-        [--exr] [--crop-face] [--uv-size N] [--device auto|cpu|cuda]
+        [--exr] [--crop-face] [--uv-size N] [--device auto|cpu|cuda] [--precision auto|bf16|fp32]
 
 Writes into DIR (see docs/reconstruction.md): albedo.png (sRGB 8-bit), micronormal.png, specular.png (16-bit),
 mask.png; with --exr the same as EXR (albedo linear); when unwrapping uv_albedo.png, uv_micronormal.png,
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "smoothing out towards the band's edge (see docs/reconstruction.md)")
     p.add_argument("--preview-size", type=int, default=512)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 autocast on CUDA "
+                   "and on CPUs with AVX512-BF16/AMX, fp32 elsewhere (see docs/reconstruction.md)")
     return p
 
 
@@ -141,7 +143,8 @@ def _maps_out(w: _Writer, prefix: str, maps: dict[str, torch.Tensor], exr: bool)
         w.exr(f"{prefix}specular.exr", maps["specular"])
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
+    """`image`: the portrait already decoded (what read_portrait returns); None reads args.portrait."""
     t_start = time.perf_counter()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -154,13 +157,14 @@ def run(args: argparse.Namespace) -> dict:
         raise UsageError("--patch-batch must be ≥ 1")
     device = _device(args.device)
     # Everything that can be wrong with the inputs is checked before any compute and any output.
-    rec = Reconstructor.load(args.ckpt, patch_batch=args.patch_batch, device=device, input_size=args.input_size)
+    rec = Reconstructor.load(args.ckpt, patch_batch=args.patch_batch, device=device, input_size=args.input_size,
+                             precision=getattr(args, "precision", "auto"))
     if args.no_seams:
         rec.seams.enabled = False
     if not 0 <= args.seam_feather <= 1:
         raise UsageError("--seam-feather must be in [0, 1]")
     rec.seams.feather = args.seam_feather
-    image = read_portrait(args.portrait)
+    image = read_portrait(args.portrait) if image is None else image
     src_hw = tuple(image.shape[-2:])
     crop_info = None
     if args.crop_face:
@@ -245,7 +249,7 @@ def run(args: argparse.Namespace) -> dict:
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
             "face_crop": crop_info.to_dict() if crop_info else None,
             "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather},
-            "unwrap": unwrap_info, "device": str(device), "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "unwrap": unwrap_info, "device": str(device), "precision": rec.precision, "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }
         w.close()  # every PNG is complete before the manifest marks the set complete

@@ -19,7 +19,6 @@ Memory is bounded by the patch batch: the full-resolution input is never convert
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uhrtex import maps
+from uhrtex import maps, precision as _precision
 from uhrtex.bundle import load_bundle, save_bundle
 from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
 from uhrtex.patches import Box
@@ -82,7 +81,8 @@ class Reconstructor:
     def __init__(self, uv_normal: nn.Module, gde: nn.Module, hfdr: nn.Module, hash_encoder: nn.Module | None, *,
                  input_size: int, global_size: int | None = None, patch_size: int | None = None,
                  patch_batch: int = 8, device: str | torch.device = "cpu", seams: SeamOptions | None = None,
-                 channels_last: bool = True, records: Mapping[str, StageRecord] | None = None):
+                 channels_last: bool = True, records: Mapping[str, StageRecord] | None = None,
+                 precision: str = "auto"):
         self.input_size = int(input_size)
         self.global_size = int(global_size or self.input_size // 4)
         self.patch_size = int(patch_size or self.input_size // 8)
@@ -91,6 +91,9 @@ class Reconstructor:
         self.seams = seams or SeamOptions()
         self.channels_last = channels_last
         self.records = dict(records or {})
+        self.precision = _precision.resolve(precision, self.device)  # "bf16" | "fp32"
+        if self.device.type == "cpu":
+            _precision.keep_freed_memory()
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.stage1 = Stage1(uv_normal, gde, hash_encoder, self.global_size).to(self.device)
         self.hfdr = hfdr.requires_grad_(False).eval().to(self.device, memory_format=fmt)
@@ -212,9 +215,7 @@ class Reconstructor:
     # ------------------------------------------------------------------------------------ inference
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return _precision.autocast(self.precision, self.device)
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)

@@ -53,7 +53,10 @@ def gde_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor,
     x = GEOMETRY_INPUT.cat(groups)
     if hash_encoder is None:
         return x
-    return torch.cat([x, hash_encoder(uv).to(x.dtype)], dim=1)
+    # The hash grid stays float32 under bf16 autocast: a bf16 uv would move fine-level lookups by whole cells.
+    with torch.autocast(uv.device.type, enabled=False):
+        enc = hash_encoder(uv.float())
+    return torch.cat([x, enc.to(x.dtype)], dim=1)
 
 
 def hfdr_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:

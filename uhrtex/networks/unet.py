@@ -20,6 +20,7 @@ head, when k = N) takes the extra channels.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -141,13 +142,28 @@ class UNet(nn.Module):
             if kind == "enc" and first and level > 0:
                 h = F.avg_pool2d(h, 2)
             if kind == "dec" and first:
-                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-                h = torch.cat([h, skips[level]], dim=1)
+                h = torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), skips[level]], dim=1)
+                skips[level] = None  # type: ignore[call-overload]  # its memory can go once it is copied
             h = layer(h)
             if kind == "enc" and last:
                 skips.append(h)
             if i == self.guide_layer:
                 g = guide if guide.shape[-2:] == h.shape[-2:] else F.interpolate(
                     guide, size=h.shape[-2:], mode="bilinear", align_corners=False)
+                if i == self.n_hidden:
+                    return _OUTPUTS[self._out_act](self._head(h, g))
                 h = torch.cat([h, g.to(h.dtype)], dim=1)
-        return _OUTPUTS[self._out_act](self.head(h))
+        return _OUTPUTS[self._out_act](self._head(h))
+
+    def _head(self, h: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """The 1×1 output head, in the weights' dtype even under autocast: the maps keep float32 precision (and a
+        pass-through HFDR head the guide's values) for the cost of one 1×1 conv. With the guide at the last layer,
+        head(h ⊕ g) = W_h·h + (W_g·g + b): the same sum without the concatenated copy."""
+        w, b = self.head.weight, self.head.bias
+        amp = h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type)
+        with torch.autocast(h.device.type, enabled=False) if amp else contextlib.nullcontext():
+            h = h.to(w.dtype)
+            if g is None:
+                return F.conv2d(h, w, b)
+            c = h.shape[1]
+            return F.conv2d(h, w[:, :c].contiguous(), b).add_(F.conv2d(g.to(w.dtype), w[:, c:].contiguous()))
