@@ -44,8 +44,9 @@ def evaluate_frame(evaluator: Evaluator, frame: Frame) -> dict[str, float]:
 
 class TextureMetrics(L.Callback):
     def __init__(self, perceptual: str | None = "auto", perceptual_splits: Sequence[str] = ("test",), tile: int = 1024,
-                 grid: int = 8, every_n_epochs: int = 1, max_captures: int | None = None, out_dir: str | None = None):
-        self.evaluators = {split: Evaluator(perceptual if split in perceptual_splits else None, tile=tile)
+                 grid: int = 8, every_n_epochs: int = 1, max_captures: int | None = None, out_dir: str | None = None,
+                 detail: float | None = 8):
+        self.evaluators = {split: Evaluator(perceptual if split in perceptual_splits else None, tile=tile, detail=detail)
                            for split in ("val", "test")}
         self.grid, self.every, self.max_captures = grid, every_n_epochs, max_captures
         self.out_dir = out_dir

@@ -26,11 +26,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.compare_table import evaluate_capture, table1
+from experiments.compare_table import detail_table, evaluate_capture, seed_rows, table1
 from experiments.baselines import LOWRES
 from experiments.eval_common import PERCEPTUAL_NAMES, log_wandb_table, perceptual_key
 from experiments.lowres import find_lowres_checkpoints, train_lowres
-from experiments.subruns import SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, run_subrun
+from experiments.subruns import SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, run_subrun, subrun_config
 from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
@@ -184,12 +184,9 @@ def _zoom_figure(path: Path, image: torch.Tensor, outputs: dict, target: torch.T
     save_png(path, torch.cat(rows, 1))
 
 
-def compare(cfg: DictConfig) -> dict[str, float]:
+def _checkpoints(cfg: DictConfig) -> tuple[dict | None, dict | None]:
+    """(ours + patch_only, low-res pipeline) checkpoints: given, trained here (for cfg.seed), or None (smoke)."""
     c = cfg.compare
-    run_dir = Path(cfg.paths.output_dir)
-    if cfg.pipeline.get("torch_threads"):
-        torch.set_num_threads(int(cfg.pipeline.torch_threads))
-    t0 = time.time()
     fast = bool(cfg.trainer.get("fast_dev_run"))
     if c.checkpoints:
         ckpts = given_checkpoints(c.checkpoints)
@@ -206,18 +203,26 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         elif not c.checkpoints and not fast:
             lowres_ckpts = train_lowres(cfg, lowres_size(cfg))
     finish_wandb()
+    return ckpts, lowres_ckpts
+
+
+def evaluate_seed(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train (or load) every method for cfg.seed and evaluate it on the test captures; previews into run_dir."""
+    c = cfg.compare
+    t0 = time.time()
+    ckpts, lowres_ckpts = _checkpoints(cfg)
     t_train = time.time() - t0
     rec, baselines = build_methods(cfg, ckpts, lowres_ckpts)
     externals = find_methods(c.external_dir, list(c.external) if c.get("external") else None)
     keys = test_keys(cfg)
     if c.get("max_captures"):
         keys = keys[: int(c.max_captures)]
-    if fast:
+    if cfg.trainer.get("fast_dev_run"):
         keys = keys[:1]
     for ext in externals:
         ext.check_keys(keys)
     store = CaptureStore(cfg.data.store)
-    evaluator = Evaluator(cfg.metrics.perceptual, tile=cfg.metrics.tile)
+    evaluator = Evaluator(cfg.metrics.perceptual, tile=cfg.metrics.tile, detail=cfg.metrics.get("detail", 8))
     rows: dict[str, list[dict]] = {}
     uv_rows: dict[str, list[dict]] = {}
     t1 = time.time()
@@ -238,17 +243,82 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         if i < c.previews:
             _preview(run_dir / "previews" / f"{key}_albedo.png", outputs, target, rec.input_size // 8)
             _zoom_figure(run_dir / "previews" / f"{key}_zoom.png", cap["image"], outputs, target, rec.input_size // 8)
+            _spectrum(run_dir / "previews" / f"{key}_spectrum.png", outputs, target, cap["mask"], int(c.lowres_factor))
         log.info("compare: %d/%d %s", i + 1, len(keys), key)
-    t_eval = time.time() - t1
+    return {"rows": rows, "uv_rows": uv_rows, "keys": keys, "rec": rec, "ckpts": ckpts, "lowres_ckpts": lowres_ckpts,
+            "t_train": t_train, "t_eval": time.time() - t1}
+
+
+SPECTRUM_METHODS = ("ours", "lowres_realesrgan", "lowres_sr", "lowres_input", "gde_only")
+
+
+def _spectrum(path: Path, outputs: dict, target: torch.Tensor, mask: torch.Tensor, factor: int) -> None:
+    """Radially averaged power spectra of GT, each method's maps and their errors (uhrtex.metrics.detail)."""
+    from uhrtex.metrics.detail import detail_applicable, spectrum_figure
+
+    curves = {m: maps.TEXTURE.cat({n: outputs[m][0][n][None] for n in maps.TEXTURE.names})[0]
+              for m in SPECTRUM_METHODS if m in outputs and all(n in outputs[m][0] for n in maps.TEXTURE.names)}
+    if curves and detail_applicable(*target.shape[-2:], factor):
+        spectrum_figure(curves, target, path, mask=mask, factor=factor)
+
+
+def compare(cfg: DictConfig) -> dict[str, float]:
+    c = cfg.compare
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.pipeline.get("torch_threads"):
+        torch.set_num_threads(int(cfg.pipeline.torch_threads))
+    seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
+    if len(seeds) > 1 and c.checkpoints:
+        raise ValueError("seeds=[...] trains one set of stages per seed; it cannot be combined with "
+                         "compare.checkpoints (evaluate given checkpoints with one seed)")
+    results = []
+    for seed in seeds:
+        sub = cfg if len(seeds) == 1 else subrun_config(cfg, f"seed{seed}", {"seed": seed,
+                                                                             "run_name": f"{cfg.run_name}_seed{seed}"})
+        log.info("compare: seed %d (%d of %d)", seed, len(results) + 1, len(seeds))
+        results.append(evaluate_seed(sub, Path(sub.paths.output_dir)))
+    first = results[0]
+    rows = seed_rows([r["rows"] for r in results])
+    uv_rows = seed_rows([r["uv_rows"] for r in results]) if first["uv_rows"] else {}
     perceptual = perceptual_key([r for rs in rows.values() for r in rs])
-    size = rec.input_size
+    notes = _notes(cfg, first, perceptual, seeds, sum(r["t_train"] for r in results), sum(r["t_eval"] for r in results))
+    many = len(seeds) > 1
+    tables = {"table1": table1(rows, perceptual, notes, show_std=many),
+              "table1_detail": detail_table(rows, [notes[0], DETAIL_NOTE.format(f=c.lowres_factor)], many)}
+    if uv_rows:
+        uv_notes = [UV_NOTE.format(res=first["rec"].input_size), *notes[1:3], notes[4]]
+        tables["table1_uv"] = table1(uv_rows, perceptual, uv_notes, title="Table 1 (UV space)", show_std=many)
+        tables["table1_uv_detail"] = detail_table(uv_rows, uv_notes[:1], many, title="Table 1b (UV space): detail band")
+    for name, t in tables.items():
+        md, _ = t.write(run_dir / name)
+        log.info("compare: wrote %s\n%s", md, t.markdown())
+        log_wandb_table(cfg, name, t, job_type="compare")
+    _write_rows(run_dir / "per_capture.csv", {m: [r for res in results for r in res["rows"][m]] for m in first["rows"]})
+    if first["uv_rows"]:
+        _write_rows(run_dir / "per_capture_uv.csv", {m: [r for res in results for r in res["uv_rows"][m]]
+                                                     for m in first["uv_rows"]})
+    return {f"{m}/{k}": v for m, rs in rows.items() for k, v in _means(rs).items()}
+
+
+DETAIL_NOTE = ("detail band: Gaussian high-pass at the ×{f} low-resolution Nyquist (uhrtex.metrics.detail), over the "
+               "region eroded by the filter's support; band PSNR (dB) and band correlation: higher is better; HF ratio "
+               "= predicted / GT band power: 0 = blurred, 1 = matched, > 1 = invented detail")
+
+
+def _notes(cfg: DictConfig, first: dict, perceptual: str | None, seeds: list[int], t_train: float,
+           t_eval: float) -> list[str]:
+    c, rec = cfg.compare, first["rec"]
+    size, keys, ckpts, lowres_ckpts = rec.input_size, first["keys"], first["ckpts"], first["lowres_ckpts"]
     low = size // int(c.lowres_factor)
     tiles = f", in {cfg.metrics.tile}² tiles" if size > cfg.metrics.tile else ""
     patch_only = ("HFDR retrained with the guide zeroed (same budget)" if c.patch_only == "retrain"
                   else "our HFDR with its guide zeroed at inference (not retrained)")
-    notes = [
+    spread = (f"mean ± std over {len(seeds)} seeds {seeds} (each the mean over the test captures)" if len(seeds) > 1
+              else f"one seed ({seeds[0]}): mean over the test captures")
+    return [
         (f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
-         f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's coverage"),
+         f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's "
+         f"coverage; {spread}"),
         f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box{tiles}" if perceptual
         else "no perceptual metric (metrics.perceptual=none)",
         (f"patch_only: {patch_only}; lowres_realesrgan / lowres_sr: a pipeline trained at its own {low}² input "
@@ -260,21 +330,10 @@ def compare(cfg: DictConfig) -> dict[str, float]:
          f"{rec.patch_size}-px patch-boundary lines / on phase-matched interior lines; content edges cancel, so 1 = no "
          "seam artifacts, more = jumps or damaged seam bands (per-capture CSV: also seam_pred, on the prediction)"),
         f"wall time: training {t_train:.0f}s, evaluation {t_eval:.0f}s",
-        "checkpoints: " + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
+        "checkpoints" + (f" (seed {seeds[0]})" if len(seeds) > 1 else "") + ": "
+        + (", ".join(f"{k}={v}" for k, v in ckpts.items()) if ckpts else "none (untrained, fast_dev_run)"),
         *([f"low-res checkpoints: {', '.join(f'{k}={v}' for k, v in lowres_ckpts.items())}"] if lowres_ckpts else []),
     ]
-    t = table1(rows, perceptual, notes)
-    md, csv_path = t.write(run_dir / "table1")
-    _write_rows(run_dir / "per_capture.csv", rows)
-    log.info("compare: wrote %s and %s\n%s", md, csv_path, t.markdown())
-    log_wandb_table(cfg, "table1", t, job_type="compare")
-    if uv_rows:
-        tu = table1(uv_rows, perceptual, [UV_NOTE.format(res=size), *notes[1:3], notes[4]], title="Table 1 (UV space)")
-        tu.write(run_dir / "table1_uv")
-        _write_rows(run_dir / "per_capture_uv.csv", uv_rows)
-        log.info("compare: UV space\n%s", tu.markdown())
-        log_wandb_table(cfg, "table1_uv", tu, job_type="compare")
-    return {f"{m}/{k}": v for m, rs in rows.items() for k, v in _means(rs).items()}
 
 
 UV_NOTE = ("UV space: every method's image-space maps and the GT splatted into the unified UV layout ({res}² "

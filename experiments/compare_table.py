@@ -46,14 +46,40 @@ def evaluate_capture(evaluator: Evaluator, key: str, target: torch.Tensor, mask:
     return rows
 
 
+def seed_rows(per_seed: list[Mapping[str, list[dict]]]) -> dict[str, list[dict]]:
+    """{method: rows} to tabulate: per-capture rows for one seed; with several seeds, one row per seed (the seed's
+    mean over captures), so that the tables' mean ± std is over seeds."""
+    if len(per_seed) == 1:
+        return dict(per_seed[0])
+    out: dict[str, list[dict]] = {}
+    for seed, rows in enumerate(per_seed):
+        for method, method_rows in rows.items():
+            stats = mean_std([{k: v for k, v in r.items() if k != "capture"} for r in method_rows])
+            out.setdefault(method, []).append({"capture": f"seed{seed}", **{k: m for k, (m, _, n) in stats.items() if n}})
+    return out
+
+
+DETAIL = (("band_psnr", "band PSNR↑", 2), ("band_corr", "band corr↑", 3), ("hf_ratio", "HF ratio (→1)", 2))
+
+
+def detail_table(rows: Mapping[str, list[dict]], notes: list[str], show_std: bool,
+                 title: str = "Table 1b: the detail band a ×8 low-resolution input cannot carry") -> Table:
+    """Rows = methods; per map band PSNR↑, band correlation↑ and HF energy ratio (best at 1; 0 = blurred)."""
+    columns = [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in MAP_HEADERS for k, h, d in DETAIL]
+    t = Table(title, "Method", columns, notes=notes, show_std=show_std)
+    for method, method_rows in rows.items():
+        t.add(method, mean_std([{k: v for k, v in r.items() if k != "capture"} for r in method_rows]))
+    return t
+
+
 def table1(rows: Mapping[str, list[dict]], perceptual: str | None, notes: list[str],
-           title: str = "Table 1: comparison on the test captures") -> Table:
+           title: str = "Table 1: comparison on the test captures", show_std: bool = False) -> Table:
     """Rows = methods; per map SSIM↑, perceptual↓, PSNR↑; micronormal angle; seam metric of the error, mean over maps."""
     metrics = [("ssim", "SSIM↑", 3)] + ([(perceptual, f"{PERCEPTUAL_NAMES[perceptual]}↓", 3)] if perceptual else []) \
         + [("psnr", "PSNR↑", 2)]
     columns = [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in MAP_HEADERS for k, h, d in metrics]
     columns += [Column("micronormal/angle", "MicroNormal angle° ↓", 2), Column("seam", "Seam↓ (1 = none)", 3)]
-    t = Table(title, "Method", columns, notes=notes, show_std=False)
+    t = Table(title, "Method", columns, notes=notes, show_std=show_std)
     for method, method_rows in rows.items():
         stats = mean_std([{k: v for k, v in r.items() if k != "capture"} for r in method_rows])
         seams = [stats[f"{m}/seam"][0] for m in MAP_HEADERS if f"{m}/seam" in stats and stats[f"{m}/seam"][2]]

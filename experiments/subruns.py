@@ -24,7 +24,7 @@ from experiments.cli import CONFIG_MODULE, CONFIG_NAME, normalize_overrides
 log = logging.getLogger(__name__)
 # Overrides of the parent command that never reach a sub-run (they name the parent task itself).
 PARENT_ONLY = ("exp", "pipeline", "hydra", "entry", "task_name", "ckpt_path", "run_name", "train", "test",
-               "trainer.fast_dev_run", "tags", "compare", "seeds")
+               "trainer.fast_dev_run", "tags", "compare", "seeds", "seed")
 # fast_dev_run writes no checkpoint; a smoke sub-run runs one batch each but keeps them, so hand-offs run too.
 SMOKE_STAGE = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
                "trainer.num_sanity_val_steps=0"]
@@ -46,14 +46,15 @@ def _key(override: str) -> str:
 
 
 def parent_overrides(cfg: DictConfig) -> list[str]:
-    """The parent's command-line overrides a sub-run inherits, plus its run name and paths."""
+    """The parent's command-line overrides a sub-run inherits, plus its seed, run name and paths (from `cfg`, so
+    a per-seed copy of the parent config gives per-seed sub-runs)."""
     try:
         task = list(HydraConfig.get().overrides.task)
     except ValueError:  # no Hydra config set (direct call)
         task = []
     keep = [o for o in normalize_overrides(task)
             if not any(_key(o) == k or _key(o).startswith((k + ".", k + "/")) for k in PARENT_ONLY)]
-    return [*keep, f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
+    return [*keep, f"seed={cfg.seed}", f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
             f"paths.log_dir={cfg.paths.log_dir}", f"paths.data_dir={cfg.paths.data_dir}"]
 
 

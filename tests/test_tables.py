@@ -60,3 +60,20 @@ def test_table2_mean_std_over_seeds_or_captures():
     # One seed: spread over test captures.
     stats, how = summarize({"hash": {0: rows(0.4, 0.6)}, "nohash": {0: rows(0.2, 0.2)}})
     assert "2 test captures (one seed)" in how and stats["nohash"]["albedo/ssim"] == pytest.approx((0.2, 0.0, 2))
+
+
+def test_compare_tables_give_mean_and_std_over_seeds_and_a_detail_table():
+    from experiments.compare_table import detail_table, seed_rows, table1
+
+    def rows(v):  # two captures per seed
+        return {"ours": [{"capture": "a", "albedo/psnr": v, "albedo/band_psnr": v + 1, "albedo/hf_ratio": 0.5},
+                         {"capture": "b", "albedo/psnr": v + 2, "albedo/band_psnr": v + 3, "albedo/hf_ratio": 0.7}]}
+
+    one = seed_rows([rows(10.0)])
+    assert one == rows(10.0)  # one seed: per-capture rows
+    many = seed_rows([rows(10.0), rows(20.0)])
+    assert [r["albedo/psnr"] for r in many["ours"]] == [11.0, 21.0]  # one row per seed: its mean over captures
+    t = table1(many, None, [], show_std=True)
+    assert "16.00 ± 7.07" in t.markdown()
+    d = detail_table(many, [], show_std=True).markdown()
+    assert "band PSNR↑" in d and "17.00 ± 7.07" in d and "0.60" in d
