@@ -19,6 +19,7 @@ Memory is bounded by the patch batch: the full-resolution input is never convert
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -92,8 +93,6 @@ class Reconstructor:
         self.channels_last = channels_last
         self.records = dict(records or {})
         self.precision = _precision.resolve(precision, self.device)  # "bf16" | "fp32"
-        if self.device.type == "cpu":
-            _precision.keep_freed_memory()
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.stage1 = Stage1(uv_normal, gde, hash_encoder, self.global_size).to(self.device)
         self.hfdr = hfdr.requires_grad_(False).eval().to(self.device, memory_format=fmt)
@@ -266,6 +265,10 @@ class Reconstructor:
         """Reconstruct the texture maps; see the module doc. Returns TEXTURE maps at the input size (views of
         one 7×H×W tensor) + `uv_pred normal_pred mask_pred guide` at the global size (1 sample, C×gs×gs)."""
         image = self.check_image(image, name)
+        with _precision.keep_freed_memory() if self.device.type == "cpu" else contextlib.nullcontext():
+            return self._reconstruct(image, progress)
+
+    def _reconstruct(self, image: torch.Tensor, progress: bool | Callable[[int], None]) -> dict[str, torch.Tensor]:
         g = self.geometry(*image.shape[-2:])
         t0 = time.perf_counter()
         s1 = self.run_stage1(image, g)

@@ -12,7 +12,7 @@ Training uses Lightning's own switch (`trainer.precision=bf16-mixed`), not this 
 page-faults it back in, zero-filled; a UNet at 512² allocates a few hundred MB per layer, so on CPU the page
 faults cost as much as the layers' own memory traffic (a fresh 256 MB buffer filled at ~2 GB/s instead of
 ~10 GB/s). The Reconstructor therefore asks glibc to keep freed memory for reuse (no mmap for large blocks,
-no trimming): the resident size then stays at its high-water mark, which is what it peaks at anyway.
+no trimming) while it runs the networks, and gives it back afterwards.
 """
 
 from __future__ import annotations
@@ -75,15 +75,34 @@ def autocast(precision: str, device: str | torch.device):
 
 
 @functools.lru_cache(maxsize=1)
-def keep_freed_memory() -> bool:
-    """Tell glibc malloc to keep large freed blocks for reuse (see the module doc). True if it took effect."""
+def _libc():
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    ok = libc.mallopt(m_mmap_max, 0) == 1
-    # The largest value an int holds: freed memory at the top of the heap is never given back.
-    return libc.mallopt(m_trim_threshold, 2**31 - 1) == 1 and ok
+        return None
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # <malloc.h>
+_DEFAULT_TRIM, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+@contextlib.contextmanager
+def keep_freed_memory():
+    """Within the block, glibc keeps large freed blocks for reuse (see the module doc); on leaving, the defaults
+    come back and the free memory is returned to the kernel (malloc_trim), so the rest of a process (unwrap,
+    export) is not left with a fragmented heap. A no-op off glibc."""
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
+        libc.malloc_trim(0)
