@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--factor", type=int, default=8)
     ap.add_argument("--max-captures", type=int, default=2)
     ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
+                    help="fp32 by default: bf16 rounding noise would count as detail")
     args = ap.parse_args(argv)
-    rec = Reconstructor.load(args.ckpt)
+    rec = Reconstructor.load(args.ckpt, precision=args.precision)
     store = CaptureStore(args.store)
     keys = store.keys()
     test = set(split_subjects([split_key(k)[0] for k in keys], seed=args.split_seed)["test"])
