@@ -45,6 +45,25 @@ def test_hfdr_injects_the_guide_after_hidden_layer_17():
     assert not torch.equal(build_hfdr(widths=(4, 8, 16, 32), guide_passthrough=False)(x, g_full), g_full)
 
 
+def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
+    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4)
+    assert net.head.in_channels == 4 + 3 + 7  # features ⊕ image detail band ⊕ guide
+    x, g = torch.rand(2, 8, 32, 32), torch.rand(2, 7, 32, 32)
+    assert torch.equal(net(x, g), g)  # still a pass-through of the guide when untrained
+    flat = torch.full_like(x, 0.5)
+    assert net.detail_band(flat).abs().max() < 1e-6  # no detail in a flat image
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 8, 32, 32)
+    assert net.detail_band(ramp)[..., 8:-8].abs().max() < 1e-5  # nor in a smooth one (away from the border)
+    # A parameter-free path from the full-resolution pixels to the output: the band's head weights act at once.
+    with torch.no_grad():
+        net.head.weight[0, 4, 0, 0] = 1.0  # albedo R += image R's detail band
+    fine = x.clone()
+    fine[:, 0, ::2, ::2] += 0.1  # detail finer than the guide's 1/4 resolution
+    assert (net(fine, g) - net(x, g))[:, 0].abs().mean() > 0.01
+    with pytest.raises(ValueError, match="detail_skip"):
+        build_hfdr(widths=(4, 8), detail_skip=-1)
+
+
 def test_uv_normal_predicts_uv_normal_and_mask():
     net = build_uv_normal(widths=(4, 8, 8, 8, 8))
     out = net(torch.rand(1, 3, 32, 32))

@@ -50,7 +50,7 @@ def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
                norm: str = "group", act: str = "silu", guide_layer: int | None = None,
-               guide_passthrough: bool = True) -> UNet:
+               guide_passthrough: bool = True, detail_skip: int = 0) -> UNet:
     """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last).
 
     `guide_passthrough` (needs the guide at the last layer): the 1×1 head starts as the identity on the guide
@@ -58,10 +58,13 @@ def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, 
     the guide and learns the high-frequency residual (the paper's intent: the guide takes "the burden of
     predicting the overall texture distribution"). Through a sigmoid, relearning the guide's values would
     take thousands of Adam steps at lr 1e-3.
+
+    `detail_skip` (f > 0): the head also takes the image's detail band above the guide's 1/f resolution (see
+    `UNet`), a parameter-free path from the full-resolution pixels to the output.
     """
     net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer,
-               out_activation="clamp" if guide_passthrough else "sigmoid")
+               out_activation="clamp" if guide_passthrough else "sigmoid", detail_skip=detail_skip)
     if guide_passthrough:
         if net.guide_layer != net.n_hidden:
             raise ValueError(f"guide_passthrough needs the guide at the last hidden layer ({net.n_hidden}), got "

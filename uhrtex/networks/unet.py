@@ -16,11 +16,17 @@ HFDR (guide concatenated after layer 17, "just before the output head"):
 Guidance injection: if `guide_channels > 0`, the guide tensor is resized (bilinear) to the
 resolution of hidden layer `guide_layer`'s output and concatenated to it; the next layer (or the
 head, when k = N) takes the extra channels.
+
+Detail skip (`detail_skip = f > 0`): the head also sees the detail band of the first 3 input channels (the
+image), x - up(avgpool_f(x)): what a 1/f-resolution view cannot carry. Parameter-free; the head's input is
+features ⊕ band ⊕ guide. Without it the only path from the full-resolution pixels to the output runs through
+every hidden layer, and short trainings never find it (docs/results.md, detail preset).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+DETAIL_CHANNELS = 3  # detail_skip: the image, the first channels of every input layout
 _OUTPUTS = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "clamp": lambda x: x.clamp(0.0, 1.0)}
 
 
@@ -81,6 +88,7 @@ class UNet(nn.Module):
         guide_channels: int = 0,
         guide_layer: int | None = None,
         out_activation: str = "sigmoid",
+        detail_skip: int = 0,
     ):
         super().__init__()
         widths = list(widths)
@@ -96,6 +104,9 @@ class UNet(nn.Module):
         if self.guide_layer is not None and not 1 <= self.guide_layer <= self.n_hidden:
             raise ValueError(f"guide_layer must be in 1..{self.n_hidden} (this UNet's hidden layers), got {guide_layer}")
         self._out_act = out_activation
+        if detail_skip < 0 or (detail_skip and in_channels < DETAIL_CHANNELS):
+            raise ValueError(f"detail_skip must be 0 (off) or a downsampling factor ≥ 1 of a ≥3-channel input, got {detail_skip}")
+        self.detail_skip = int(detail_skip)
 
         layers: list[nn.Module] = []
         # (kind, level, first, last) per hidden layer: forward() pools before the first encoder block
@@ -115,7 +126,8 @@ class UNet(nn.Module):
                 cin = self._add(layers, cin, w, norm, act)
                 self._plan.append(("dec", level, b == 0, b == dec_blocks - 1))
         self.layers = nn.ModuleList(layers)
-        self.head = nn.Conv2d(cin + (guide_channels if self.guide_layer == self.n_hidden else 0), out_channels, 1)
+        band = DETAIL_CHANNELS if self.detail_skip else 0
+        self.head = nn.Conv2d(cin + band + (guide_channels if self.guide_layer == self.n_hidden else 0), out_channels, 1)
         nn.init.zeros_(self.head.bias)
 
     def _add(self, layers: list[nn.Module], cin: int, cout: int, norm: str, act: str) -> int:
@@ -127,7 +139,15 @@ class UNet(nn.Module):
     @property
     def multiple(self) -> int:
         """Input H and W must be divisible by this."""
-        return 2 ** (self.levels - 1)
+        return math.lcm(2 ** (self.levels - 1), max(self.detail_skip, 1))
+
+    def detail_band(self, x: torch.Tensor) -> torch.Tensor:
+        """The image channels' detail above the 1/detail_skip resolution: x - bilinear_up(avgpool(x))."""
+        img, f = x[:, :DETAIL_CHANNELS], self.detail_skip
+        if f <= 1:
+            return img
+        low = F.interpolate(F.avg_pool2d(img, f), scale_factor=float(f), mode="bilinear", align_corners=False)
+        return img - low
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
@@ -137,6 +157,7 @@ class UNet(nn.Module):
         if (guide is None) != (self.guide_layer is None):
             raise ValueError("pass a guide exactly when the UNet was built with guide_channels > 0")
         skips: list[torch.Tensor] = []
+        band = self.detail_band(x) if self.detail_skip else None
         h = x
         for i, (layer, (kind, level, first, last)) in enumerate(zip(self.layers, self._plan), start=1):
             if kind == "enc" and first and level > 0:
@@ -151,9 +172,13 @@ class UNet(nn.Module):
                 g = guide if guide.shape[-2:] == h.shape[-2:] else F.interpolate(
                     guide, size=h.shape[-2:], mode="bilinear", align_corners=False)
                 if i == self.n_hidden:
-                    return _OUTPUTS[self._out_act](self._head(h, g))
+                    return _OUTPUTS[self._out_act](self._head(self._with_band(h, band), g))
                 h = torch.cat([h, g.to(h.dtype)], dim=1)
-        return _OUTPUTS[self._out_act](self._head(h))
+        return _OUTPUTS[self._out_act](self._head(self._with_band(h, band)))
+
+    @staticmethod
+    def _with_band(h: torch.Tensor, band: torch.Tensor | None) -> torch.Tensor:
+        return h if band is None else torch.cat([h, band.to(h.dtype)], dim=1)
 
     def _head(self, h: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """The 1×1 output head, in the weights' dtype even under autocast: the maps keep float32 precision (and a
