@@ -62,6 +62,15 @@ def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
     assert (net(fine, g) - net(x, g))[:, 0].abs().mean() > 0.01
     with pytest.raises(ValueError, match="detail_skip"):
         build_hfdr(widths=(4, 8), detail_skip=-1)
+    # detail_passthrough: untrained, albedo = guide + the image's detail band; the other maps stay the guide
+    pt = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True)
+    g = torch.rand(2, 7, 32, 32) * 0.5 + 0.25
+    y, band = pt(fine, g), pt.detail_band(fine)
+    albedo = maps.TEXTURE.slice("albedo")
+    assert torch.allclose(y[:, albedo], (g[:, albedo] + band).clamp(0, 1), atol=1e-6)
+    assert torch.equal(y[:, albedo.stop:], g[:, albedo.stop:])
+    with pytest.raises(ValueError, match="detail_passthrough"):
+        build_hfdr(widths=(4, 8), detail_passthrough=True)
 
 
 def test_uv_normal_predicts_uv_normal_and_mask():

@@ -22,7 +22,7 @@ import torch
 
 from uhrtex import maps
 from uhrtex.maps import Layout
-from uhrtex.networks.unet import UNet
+from uhrtex.networks.unet import DETAIL_CHANNELS, UNet
 
 # Output of the UV&Normal predictor: geometry then the face mask.
 UV_NORMAL_OUTPUT = Layout(maps.GEOMETRY.groups + maps.MASK.groups)
@@ -50,7 +50,7 @@ def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
                norm: str = "group", act: str = "silu", guide_layer: int | None = None,
-               guide_passthrough: bool = True, detail_skip: int = 0) -> UNet:
+               guide_passthrough: bool = True, detail_skip: int = 0, detail_passthrough: bool = False) -> UNet:
     """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last).
 
     `guide_passthrough` (needs the guide at the last layer): the 1×1 head starts as the identity on the guide
@@ -60,8 +60,13 @@ def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, 
     take thousands of Adam steps at lr 1e-3.
 
     `detail_skip` (f > 0): the head also takes the image's detail band above the guide's 1/f resolution (see
-    `UNet`), a parameter-free path from the full-resolution pixels to the output.
+    `UNet`), a parameter-free path from the full-resolution pixels to the output. `detail_passthrough` (with
+    `guide_passthrough`): the head also starts by adding the image's detail band to the albedo, the physical
+    prior that skin detail finer than the guide is mostly albedo (shading is smooth at that scale); training
+    scales or removes it. From zero, Adam at lr 1e-3 moves that weight too slowly for CPU-length trainings.
     """
+    if detail_passthrough and not (detail_skip and guide_passthrough):
+        raise ValueError("detail_passthrough needs detail_skip > 0 and guide_passthrough=true")
     net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer,
                out_activation="clamp" if guide_passthrough else "sigmoid", detail_skip=detail_skip)
@@ -73,5 +78,9 @@ def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, 
             w = net.head.weight  # out × (features ⊕ guide) × 1 × 1: the guide is concatenated last
             w.zero_()
             w[:, -maps.TEXTURE.channels:, 0, 0] = torch.eye(maps.TEXTURE.channels)
+            if detail_passthrough:  # the band's 3 channels sit just before the guide's
+                band = w.shape[1] - maps.TEXTURE.channels - DETAIL_CHANNELS
+                albedo = maps.TEXTURE.slice("albedo")
+                w[albedo, band:band + DETAIL_CHANNELS, 0, 0] = torch.eye(DETAIL_CHANNELS)
             net.head.bias.zero_()
     return net
