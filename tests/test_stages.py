@@ -251,7 +251,11 @@ def test_gde_and_hfdr_modules_step_on_contract_batches(gt):
     assert not torch.allclose(gde.predict_batch(changed), pred.detach())  # the chosen geometry is what it reads
     hfdr = build_module("hfdr", ["model.gde_ckpt=unused", f"model.use_gt_geometry={str(gt).lower()}"])
     batch = contract_batch(4, 32, stage1=True, guide=True)
-    assert torch.equal(hfdr.predict_batch(batch), batch["guide"])  # untrained: the guide passes through
+    # untrained: the guide passes through, plus the image's detail band on the albedo (detail_passthrough)
+    out, albedo = hfdr.predict_batch(batch), maps.TEXTURE.slice("albedo")
+    band = hfdr.net.detail_band(batch["image"])
+    assert torch.equal(out[:, albedo.stop:], batch["guide"][:, albedo.stop:])
+    assert torch.allclose(out[:, albedo], (batch["guide"][:, albedo] + band).clamp(0, 1), atol=1e-6)
     assert hfdr.loss_terms(hfdr.predict_batch(batch), batch)["loss"] > 0
     with pytest.raises(KeyError, match="uv_normal_ckpt"):
         gde.hparams.use_gt_geometry = False
