@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-from uhrtex.io import atomic_write_text
+from uhrtex.io import write_text_atomic
 
 
 class LossHistory(L.Callback):
@@ -20,7 +20,7 @@ class LossHistory(L.Callback):
         if trainer.sanity_checking or value is None or not trainer.is_global_zero:
             return
         self.history.append(float(value))
-        atomic_write_text(self.path, json.dumps({"monitor": self.monitor, "values": self.history}))
+        write_text_atomic(self.path, json.dumps({"monitor": self.monitor, "values": self.history}))
 
     def state_dict(self):
         return {"history": self.history}

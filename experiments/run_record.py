@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from uhrtex.io import atomic_write_bytes, atomic_write_text
+from uhrtex.io import write_bytes_atomic, write_text_atomic
 
 SNAPSHOT_DIRS = ("uhrtex", "lightning_modules", "datamodules", "callbacks", "experiments", "benchmarks", "tests")
 
@@ -43,7 +43,7 @@ def _snapshot(root: Path, out: Path) -> None:
             path = root / f
             if path.is_file() and path.stat().st_size < 2_000_000:
                 tar.add(path, arcname=f)
-    atomic_write_bytes(out, buf.getvalue())
+    write_bytes_atomic(out, buf.getvalue())
 
 
 def record_launch(cfg: DictConfig, run_dir: Path, root: Path) -> None:
@@ -52,14 +52,14 @@ def record_launch(cfg: DictConfig, run_dir: Path, root: Path) -> None:
     cmd = shlex.join([os.path.basename(sys.executable), "-m", "experiments.run", *sys.argv[1:]])
     with open(run_dir / "cmd.txt", "a") as f:
         f.write(f"{stamp}\t{cmd}\n")
-    atomic_write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     rev = _git(root, "rev-parse", "HEAD").strip() or "unknown (not a git checkout)"
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
     dirty = _git(root, "status", "--porcelain")
-    atomic_write_text(run_dir / "git.txt", f"revision: {rev}\nbranch: {branch}\ndirty:\n{dirty}")
+    write_text_atomic(run_dir / "git.txt", f"revision: {rev}\nbranch: {branch}\ndirty:\n{dirty}")
     diff = _git(root, "diff", "HEAD")
     if diff:
-        atomic_write_text(run_dir / "git.diff", diff)
+        write_text_atomic(run_dir / "git.diff", diff)
     if not (run_dir / "code.tar.gz").exists():  # keep the snapshot of the first launch on resume
         _snapshot(root, run_dir / "code.tar.gz")
 
@@ -72,5 +72,5 @@ def wandb_run_id(run_dir: Path) -> str:
     import secrets
 
     run_id = secrets.token_hex(4)
-    atomic_write_text(path, run_id + "\n")
+    write_text_atomic(path, run_id + "\n")
     return run_id
