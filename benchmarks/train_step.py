@@ -80,7 +80,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default="fp32,bf16-mixed", help="comma-separated: fp32, bf16-mixed")
     parser.add_argument("--loss-steps", type=int, default=0, help="also compare the loss over this many steps")
+    parser.add_argument("--malloc", choices=("reuse", "default"), default="reuse",
+                        help="reuse: glibc keeps freed memory, as experiments.train does on CPU (uhrtex.precision)")
     args = parser.parse_args()
+    from uhrtex.precision import keep_freed_memory
+
+    with keep_freed_memory() if args.malloc == "reuse" else contextlib.nullcontext():
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     precisions = [p.strip() for p in args.precision.split(",")]
@@ -121,7 +130,7 @@ def main() -> None:
     result.update({
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "stage": args.stage, "preset": args.preset, "batch_size": args.batch_size, "size": size,
-        "threads": torch.get_num_threads(), "steps": args.steps, "params": sum(p.numel() for p in module.parameters()),
+        "threads": torch.get_num_threads(), "steps": args.steps, "malloc": args.malloc, "params": sum(p.numel() for p in module.parameters()),
         "hidden_widths": [b.conv.out_channels for b in module.net.layers],
     })
     print(json.dumps(result))
