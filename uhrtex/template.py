@@ -171,6 +171,8 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     y = F.conv2d(F.pad(small, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if f > 1 else y
+
+
 def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
                    template: Mapping[str, torch.Tensor], sigma: float) -> tuple[dict[str, torch.Tensor], dict]:
     """Tone-match `template` to the observed texels (mean face colour) and blend it in away from them.
