@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,6 @@ class Asset:
     texture_resolution: int
     uv_layout: str  # the layout name, or "uv-<fingerprint>"
     uv_fingerprint: str
-    _head: object = field(default=None, repr=False)
 
     @property
     def subject_id(self) -> str:
@@ -100,10 +99,16 @@ class Asset:
                 for k, p in self.maps.items()}
 
     def head(self, device="cpu") -> AssetHead:
-        """The renderable head (mesh + raster texture), cached for the last device."""
-        if self._head is None or self._head.device != str(device):
-            self._head = AssetHead(self, self.mesh().to(device), {k: v.to(device) for k, v in self.textures().items()})
-        return self._head
+        """The renderable head (mesh + raster texture). Only the last one read stays cached (8K maps are big)."""
+        key = (str(self.folder.resolve()), self.uv_fingerprint, str(torch.device(device)))
+        if _LAST_HEAD.get("key") != key:
+            _LAST_HEAD.clear()  # free the previous head before reading the next
+            _LAST_HEAD.update(key=key, head=AssetHead(self, self.mesh().to(device),
+                                                       {k: v.to(device) for k, v in self.textures().items()}))
+        return _LAST_HEAD["head"]
+
+
+_LAST_HEAD: dict = {}
 
 
 @dataclass
@@ -124,7 +129,9 @@ class AssetHead:
 
     @property
     def raster_texture(self) -> torch.Tensor:
-        return to_raster(torch.cat([self.textures[k].float() for k in MAP_CHANNELS]))
+        if getattr(self, "_raster", None) is None:
+            self._raster = to_raster(torch.cat([self.textures[k].float() for k in MAP_CHANNELS]))
+        return self._raster
 
     def meta(self) -> dict:
         return self.asset.meta()

@@ -193,14 +193,23 @@ _GEOMETRY_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 
 def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                     device="cpu", raster_backend: str = "auto", background="env", grid: tuple[int, int] = DEFAULT_GRID,
-                    camera_jitter: bool = True) -> list:
-    """One rasterization, one Capture per lighting (same subject and camera)."""
-    tex_res = int(texture_resolution or resolution)
+                    camera_jitter: bool = True, asset=None) -> list:
+    """One rasterization, one Capture per lighting (same subject and camera).
+
+    `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) rendered instead of the procedural head of
+    `subject_seed` (ignored then), with the same camera and lighting; its maps set the texture resolution.
+    """
     renderer = Renderer(raster_backend, device)
-    asset = head_asset(subject_seed, tex_res, device, grid)
+    if asset is None:
+        tex_res = int(texture_resolution or resolution)
+        asset = head_asset(subject_seed, tex_res, device, grid)
+        ident = (int(subject_seed), tuple(grid))
+    else:
+        tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint)
+        asset = asset.head(device)
     cam, cam_params = make_camera(camera_seed, resolution, camera_jitter)
     mip = tex_res > 2 * resolution
-    key = (int(subject_seed), int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, tuple(grid), camera_jitter)
+    key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter)
     if key in _GEOMETRY_CACHE:  # consecutive lightings of one subject and camera reuse the raster pass
         buf, gt = _GEOMETRY_CACHE[key]
     else:
@@ -214,7 +223,7 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
     for lighting in lightings:
         env = load_environment(lighting_name(lighting), device)
         image = shade(gt, buf["tangent"], cam, env, background)
-        meta = {"subject": asset.subject.id, "lighting": env.id, "camera": cam.to_dict(), "camera_params": cam_params,
+        meta = {"subject": asset.meta()["subject"], "lighting": env.id, "camera": cam.to_dict(), "camera_params": cam_params,
                 "mesh": asset.meta(), "renderer": "builtin", "resolution": int(resolution), "environment": env.meta(),
                 "shading": {"model": "SH9 irradiance diffuse + GGX split-sum specular, no shadows, no antialiasing",
                             "roughness": ROUGHNESS, "specular_f0": f"{F0_SCALE} * specular", "background": background,
@@ -231,7 +240,12 @@ def render_capture(subject_seed: int, lighting: int | str, camera_seed: int, res
 
 def tangent_buffer(capture, device="cpu", raster_backend: str = "auto") -> torch.Tensor:
     """Re-rasterize a built-in capture's head from its meta: the per-pixel tangent frame (H x W x 4)."""
-    asset = asset_from_meta(capture.meta["mesh"], device)
+    if (capture.meta["mesh"] or {}).get("kind") == "asset":  # a scanned asset: read its folder again
+        from uhrtex.captures.assets import load_asset
+
+        asset = load_asset(capture.meta["mesh"]["folder"]).head(device)
+    else:
+        asset = asset_from_meta(capture.meta["mesh"], device)
     mip = capture.meta.get("shading", {}).get("texture_filter", "linear") != "linear"
     return geometry_buffers(asset, capture.camera, Renderer(raster_backend, device), mip)["tangent"]
 
