@@ -1,6 +1,6 @@
 """Render a planned set of captures (subjects x lightings x cameras) into a CaptureStore, resumably.
 
-Store keys are planned before rendering (`s0003__l01__c00`), so a re-run skips finished captures
+Store keys are planned before rendering (`s0003__l01__c00`; a loaded asset's: `<subject id>__l01__c00`), so a re-run skips finished captures
 without rendering them again; the renderer's own descriptive ids (e.g. lighting `studio_r090`) are
 kept in `meta["renderer_ids"]`. Renderers: `builtin` (uhrtex.captures.render), `blender`
 (uhrtex.captures.blender), `placeholder` (smooth random maps: I/O benchmarks and smoke tests only).
@@ -23,13 +23,15 @@ RENDERER_MODULES = {"builtin": "uhrtex.captures.render", "blender": "uhrtex.capt
 
 @dataclass(frozen=True)
 class PlannedCapture:
-    subject_seed: int
+    subject_seed: int | None
     lighting: int
     camera_seed: int
+    subject: str | None = None  # a loaded asset's subject id (then subject_seed is None)
 
     @property
     def ids(self) -> tuple[str, str, str]:
-        return f"s{self.subject_seed:04d}", f"l{self.lighting:02d}", f"c{self.camera_seed:02d}"
+        subject = self.subject if self.subject is not None else f"s{self.subject_seed:04d}"
+        return subject, f"l{self.lighting:02d}", f"c{self.camera_seed:02d}"
 
     @property
     def key(self) -> str:
@@ -39,6 +41,29 @@ class PlannedCapture:
 def plan(subjects: int, lightings: int, cameras: int = 1, first_subject: int = 0) -> list[PlannedCapture]:
     return [PlannedCapture(s, l, c) for s in range(first_subject, first_subject + subjects)
             for l in range(lightings) for c in range(cameras)]
+
+
+def plan_assets(assets: Sequence, lightings: int, cameras: int = 1) -> list[PlannedCapture]:
+    """Every asset x lighting x camera; keys `<asset subject id>__l<k>__c<k>` (split by subject as before)."""
+    return [PlannedCapture(None, l, c, a.subject_id) for a in assets for l in range(lightings) for c in range(cameras)]
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """'i/n' -> (i, n): this process renders the planned captures whose index % n == i. None -> (0, 1)."""
+    if shard is None or str(shard).strip() in ("", "None", "null"):
+        return 0, 1
+    try:
+        i, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"captures.shard={shard!r} is not 'i/n' with 0 <= i < n; e.g. captures.shard=0/4 .. 3/4")
+    return i, n
+
+
+def shard_items(items: Sequence[PlannedCapture], shard: str | None) -> list[PlannedCapture]:
+    i, n = parse_shard(shard)
+    return [it for k, it in enumerate(items) if k % n == i]
 
 
 def renderer(name: str) -> Callable[..., Capture]:
@@ -60,9 +85,20 @@ def _with_planned_ids(capture: Capture, item: PlannedCapture) -> Capture:
 
 
 def make_captures(store: CaptureStore, items: Sequence[PlannedCapture], resolution: int, renderer_name: str = "builtin",
-                  global_sizes: Sequence[int] = (), progress: bool = True, **render_kwargs) -> dict[str, list[str]]:
-    """Render the missing `items` into `store`; returns {"written": keys, "skipped": keys}."""
+                  global_sizes: Sequence[int] = (), progress: bool = True, assets: Sequence | None = None,
+                  **render_kwargs) -> dict[str, list[str]]:
+    """Render the missing `items` into `store`; returns {"written": keys, "skipped": keys}.
+
+    `assets` (from `uhrtex.captures.assets.load_assets`, validated already): items with a `subject` render
+    the asset of that subject id (built-in renderer only, for now).
+    """
     render = renderer(renderer_name)
+    by_subject = {a.subject_id: a for a in assets or ()}
+    if by_subject and renderer_name != "builtin":
+        raise ValueError(f"captures.assets with captures.renderer={renderer_name} is not supported yet; use captures.renderer=builtin")
+    unknown = sorted({it.subject for it in items if it.subject is not None and it.subject not in by_subject})
+    if unknown:
+        raise ValueError(f"planned captures name assets {unknown[:3]} that were not loaded; pass assets=load_assets(DIR)")
     store.cleanup()
     done = set(store.keys(refresh=True))
     todo = [it for it in items if it.key not in done]
@@ -72,8 +108,9 @@ def make_captures(store: CaptureStore, items: Sequence[PlannedCapture], resoluti
     from tqdm.auto import tqdm
 
     for it in tqdm(todo, desc=f"render {resolution}²", unit="capture", disable=not progress):
+        extra = {"asset": by_subject[it.subject]} if it.subject is not None else {}
         capture = render(subject_seed=it.subject_seed, lighting=it.lighting, camera_seed=it.camera_seed,
-                         resolution=resolution, **render_kwargs)
+                         resolution=resolution, **extra, **render_kwargs)
         capture = _with_planned_ids(capture, it)
         store.write(it.key, capture, global_sizes=global_sizes)
         report["written"].append(it.key)
