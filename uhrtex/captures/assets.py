@@ -226,7 +226,9 @@ def load_asset(folder: str | Path) -> Asset:
     try:
         mesh = read_obj(objs[0])
     except ValueError as e:
-        raise _fail(name, f"mesh unusable ({e})", "unwrap it and re-export the OBJ with UVs (vt)") from None
+        no_uvs = "texture coordinate" in str(e) or "no UVs" in str(e)
+        raise _fail(name, f"mesh {objs[0].name} has no UVs" if no_uvs else f"mesh unusable ({str(e)[:160]})",
+                    "unwrap it (e.g. in Blender) and re-export the OBJ with texture coordinates (vt)") from None
     fp = uv_fingerprint(mesh.uv, mesh.tri)
     return Asset(name, folder, objs[0], maps, settings, int(sizes["albedo"]), settings["uv_layout"] or f"uv-{fp}", fp)
 

@@ -134,8 +134,7 @@ class CaptureStore:
                 path.mkdir(parents=True, exist_ok=True)
             return zarr.storage.LocalStore(path, read_only=read_only)
         try:
-            return zarr.storage.FsspecStore.from_url(self.url, storage_options=self.storage_options or None,
-                                                     read_only=read_only)
+            return zarr.storage.FsspecStore.from_url(self.url, storage_options=self.storage_options or None, read_only=read_only)
         except Exception as e:  # noqa: BLE001 - fsspec raises many types (ImportError, auth, protocol)
             raise self._fail(f"cannot be opened ({type(e).__name__}: {' '.join(str(e).split())[:160]})",
                              "check the URL, credentials (storage_options) and that its fsspec backend is installed") from e
@@ -148,6 +147,8 @@ class CaptureStore:
             store = self._open_store()
             try:
                 root = zarr.open_group(store, mode="r" if self.mode == "r" else "a")
+            except zarr.errors.ContainsGroupError:  # a concurrent writer created the new store meanwhile: open that
+                root = zarr.open_group(store, mode="a")
             except Exception as e:  # noqa: BLE001
                 raise self._fail(f"is not readable as a zarr group ({type(e).__name__}: {' '.join(str(e).split())[:160]})",
                                  "point data.store at a capture store") from e
