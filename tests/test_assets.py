@@ -22,7 +22,7 @@ from omegaconf import open_dict
 from uhrtex.captures.assets import load_assets
 from uhrtex.captures.heads.export import export_asset
 from uhrtex.captures.heads.mesh import read_obj, write_obj
-from uhrtex.captures.render import render_capture
+from uhrtex.captures.render import render_capture, reshade
 from uhrtex.captures.store import CaptureStore
 from uhrtex.io import read_image, write_png
 
@@ -71,6 +71,7 @@ def test_asset_path_matches_procedural_path(asset_dir, one_torch_thread):
         proc = render_capture(seed, LIGHT, 0, RES, texture_resolution=TEX, grid=GRID)
         ours = render_capture(None, LIGHT, 0, RES, asset=asset)
         assert ours.meta["mesh"]["kind"] == "asset" and ours.meta["subject"] == proc.meta["subject"]
+        assert (reshade(ours) - ours.maps["image"]).abs().max() < 1e-5  # the folder in meta suffices to re-shade
         print(f"seed {seed}: max |asset - procedural| " + ", ".join(f"{k} {v:.2e}" for k, v in _compare(proc, ours).items()))
 
 
@@ -221,3 +222,17 @@ def test_two_processes_write_disjoint_shards_of_one_store(asset_dir, tmp_path, c
         captures_cfg.captures.update(assets=str(asset_dir), store=str(store), lightings=2, cameras=2, shard="1/2")
     metrics = make_captures(captures_cfg)
     assert metrics["captures/written"] == 0 and metrics["captures/skipped"] == 6 and metrics["captures/total"] == 12
+
+
+def test_shards_as_one_local_hydra_sweep(asset_dir, tmp_path):
+    """docs/captures.md's sweep `'captures.shard=0/2,1/2'` (the SLURM example swaps in hydra/launcher=slurm)."""
+    store = tmp_path / "store"
+    env = {**os.environ, "UHRTEX_ROOT": str(tmp_path), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "experiments.run", "-m", "+exp=make_captures", "preset=cpu", f"captures.assets={asset_dir}",
+            "captures.renderer=builtin", f"captures.resolution={RES}", "captures.lightings=1", "captures.global_sizes=[16]",
+            "captures.progress=false", f"data.store={store}", "captures.shard=0/2,1/2", "trainer.accelerator=cpu", "logger=csv"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert ": 2 rendered, 0 already there" in out and ": 1 rendered, 0 already there" in out, out[-3000:]
+    assert CaptureStore(store).keys() == [f"head{h:04d}__l00__c00" for h in SEEDS]
