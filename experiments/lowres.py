@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from uhrtex.captures.format import Capture
 from uhrtex.captures.store import CaptureStore
-from uhrtex.checkpoint import STAGES
+from uhrtex.checkpoint import STAGES, find_checkpoints
 
 log = logging.getLogger(__name__)
 PREFIX = "lowres_"
@@ -97,21 +97,8 @@ def find_lowres_checkpoints(spec) -> dict[str, str]:
         if missing:
             raise ValueError(f"compare.lowres_checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
         return {s: str(spec[s]) for s in STAGES}
-    d = Path(spec)
-    found, missing = {}, []
-    for stage in STAGES:
-        name = PREFIX + stage
-        runs = sorted((d / name / "runs").glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        hit = next((p for p in [d / f"{name}.ckpt", d / name / "checkpoints" / "last.ckpt", *runs[::-1]]
-                    if p.is_file()), None)
-        if hit is None:
-            missing.append(name)
-        else:
-            found[stage] = str(hit)
-    if missing:
-        raise ValueError(f"compare.lowres_checkpoints={d}: no {', '.join(missing)} run there (expected "
-                         f"{missing[0]}.ckpt or {missing[0]}/[runs/<run>/]checkpoints/last.ckpt)")
-    return found
+    found = find_checkpoints(spec, prefix=PREFIX, what="compare.lowres_checkpoints")
+    return {s: str(p) for s, p in found.items()}
 
 
 def check_scale(rec, image: torch.Tensor) -> None:

@@ -80,5 +80,5 @@ def test_lowres_checkpoints_are_found_in_a_logs_folder(recon_ckpts, tmp_path):
         shutil.copy(recon_ckpts / f"{s}.ckpt", d / "last.ckpt")
     assert set(find_lowres_checkpoints(tmp_path)) == set(STAGES)
     shutil.rmtree(tmp_path / "lowres_gde")
-    with pytest.raises(ValueError, match="no lowres_gde run"):
+    with pytest.raises(ValueError, match=r"missing stage\(s\) lowres_gde;"):
         find_lowres_checkpoints(tmp_path)

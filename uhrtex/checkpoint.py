@@ -120,25 +120,27 @@ def read_stage(path: str | os.PathLike, stage: str, what: str | None = None) -> 
                        meta.get("upstream") or {})
 
 
-def find_checkpoints(directory: str | os.PathLike) -> dict[str, Path]:
-    """{stage: file} from `DIR/<stage>.ckpt`, `DIR/<stage>/checkpoints/last.ckpt` or
-    `DIR/<stage>/runs/<newest run>/checkpoints/last.ckpt` (a `logs/` folder works)."""
+def find_checkpoints(directory: str | os.PathLike, prefix: str = "", what: str = "--ckpt") -> dict[str, Path]:
+    """{stage: file} from `DIR/<prefix><stage>.ckpt`, `DIR/<prefix><stage>/checkpoints/last.ckpt` or
+    `DIR/<prefix><stage>/runs/<newest run>/checkpoints/last.ckpt` (a `logs/` folder works). `prefix` names runs of
+    a variant (e.g. `lowres_`); `what` names the option in the one-line errors."""
     d = Path(directory)
     if not d.is_dir():
-        raise CheckpointError(f"--ckpt {d}: no such directory; pass the folder with uv_normal.ckpt gde.ckpt hfdr.ckpt "
-                              "(or the logs/ folder of the stage runs, or a bundle file)")
+        raise CheckpointError(f"{what} {d}: no such directory; pass the folder with {prefix}uv_normal.ckpt "
+                              f"{prefix}gde.ckpt {prefix}hfdr.ckpt (or the logs/ folder of the stage runs, or a bundle file)")
     found, missing = {}, []
     for stage in STAGES:
-        candidates = [d / f"{stage}.ckpt", d / stage / "checkpoints" / "last.ckpt"]
-        runs = sorted((d / stage / "runs").glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        name = prefix + stage
+        candidates = [d / f"{name}.ckpt", d / name / "checkpoints" / "last.ckpt"]
+        runs = sorted((d / name / "runs").glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
         candidates += runs[::-1]
         hit = next((p for p in candidates if p.is_file()), None)
         if hit is None:
-            missing.append(stage)
+            missing.append(name)
         else:
             found[stage] = hit
     if missing:
-        raise CheckpointError(f"--ckpt {d}: missing stage(s) {', '.join(missing)}; expected {missing[0]}.ckpt or "
+        raise CheckpointError(f"{what} {d}: missing stage(s) {', '.join(missing)}; expected {missing[0]}.ckpt or "
                               f"{missing[0]}/[runs/<run>/]checkpoints/last.ckpt there")
     return found
 
