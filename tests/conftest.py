@@ -2,7 +2,7 @@ import os
 import tempfile
 
 import pytest
-import torch
+from tests.helpers.threads import one_thread
 
 # Session fixtures (stage checkpoints, a capture store) shared by several test files.
 pytest_plugins = ["tests.helpers.recon", "tests.helpers.stage_ckpts"]
@@ -25,7 +25,5 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture
 def one_torch_thread():
     """Tiny tensors: one intra-op thread is faster than two fighting over a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with one_thread():
+        yield

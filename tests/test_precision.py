@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers.threads import one_thread
 from uhrtex import maps, precision
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
@@ -58,9 +59,7 @@ def networks(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def maps_by_precision():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         nets = networks()
         image = portrait(CPU["input_size"])
         out = {}
@@ -69,8 +68,6 @@ def maps_by_precision():
             assert rec.precision == p
             out[p] = {k: v.clone() for k, v in rec(image).items() if k in ("albedo", "micronormal", "specular", "guide")}
         return out
-    finally:
-        torch.set_num_threads(threads)
 
 
 # The bar for bf16 against fp32 maps. Measured with these networks: albedo 55.1 dB, specular 51.7 dB, 0.23°

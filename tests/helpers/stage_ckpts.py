@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments.cli import compose_config
+from tests.helpers.threads import one_thread
 from uhrtex.checkpoint import CHECKPOINT_KEY
 
 
@@ -43,13 +44,9 @@ def make_store(path: Path, resolution: int, subjects: int = 3, lightings: int = 
     from uhrtex.captures.generate import make_captures, plan
     from uhrtex.captures.store import CaptureStore
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small renders: 4x faster than 2 spin-waiting threads on a shared 2-core box
-    try:
+    with one_thread():  # small renders: 4x faster than 2 spin-waiting threads on a shared 2-core box
         make_captures(CaptureStore(str(path), mode="a"), plan(subjects, lightings, 1), resolution, renderer,
                       global_sizes=[resolution // 4], progress=False)
-    finally:
-        torch.set_num_threads(threads)
     return str(path)
 
 

@@ -23,6 +23,7 @@ texels reflect less, glossy ones more (a heuristic, not a physical identity).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import torch
 
 from uhrtex.captures.format import CaptureError, check_id
 from uhrtex.captures.heads.mesh import HeadMesh, read_obj
-from uhrtex.captures.heads.textures import MAP_CHANNELS, to_raster
+from uhrtex.captures.heads.textures import MAP_CHANNELS, stacked_raster
 from uhrtex.io import SUFFIXES, linear_to_srgb, read_image
 
 DEFAULTS = {"uv_layout": None, "subject": None, "scale": 1.0, "up": "+y", "forward": "+z",
@@ -127,11 +128,9 @@ class AssetHead:
     def texture_resolution(self) -> int:
         return self.asset.texture_resolution
 
-    @property
+    @functools.cached_property
     def raster_texture(self) -> torch.Tensor:
-        if getattr(self, "_raster", None) is None:
-            self._raster = to_raster(torch.cat([self.textures[k].float() for k in MAP_CHANNELS]))
-        return self._raster
+        return stacked_raster(self.textures)
 
     def meta(self) -> dict:
         return self.asset.meta()

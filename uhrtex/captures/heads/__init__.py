@@ -10,6 +10,7 @@ Export: `python -m uhrtex.captures.heads.export --seed 3 --res 1024 OUT_DIR` (OB
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 
 from uhrtex.captures.heads.mesh import DEFAULT_GRID, HeadMesh, MeshError, build_mesh, read_obj, write_obj
 from uhrtex.captures.heads.subject import Subject
-from uhrtex.captures.heads.textures import MAP_CHANNELS, make_textures, region_maps, to_raster
+from uhrtex.captures.heads.textures import make_textures, region_maps, stacked_raster, to_raster
 
 UV_LAYOUT = "uhrtex-head-v1"  # bump when the UV warps or the grid change: old captures' uv means something else
 
@@ -29,12 +30,10 @@ class HeadAsset:
     textures: dict[str, torch.Tensor]  # name -> C x R x R, row 0 = top
     texture_resolution: int
 
-    @property
+    @functools.cached_property
     def raster_texture(self) -> torch.Tensor:
         """[1, R, R, 7] albedo|micronormal|specular with row 0 = v ~ 0, for `uhrtex.raster.texture`."""
-        if getattr(self, "_raster", None) is None:
-            self._raster = to_raster(torch.cat([self.textures[k].float() for k in MAP_CHANNELS]))
-        return self._raster
+        return stacked_raster(self.textures)
 
     def meta(self) -> dict:
         """What `meta["mesh"]` of a capture holds: enough to rebuild the asset (`asset_from_meta`)."""

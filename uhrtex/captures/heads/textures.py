@@ -271,3 +271,8 @@ def region_maps(subject: Subject | int, res: int = 256, device="cpu") -> dict[st
 def to_raster(tex: torch.Tensor) -> torch.Tensor:
     """C x H x W (row 0 = top) -> [1, H, W, C] with row 0 = v ~ 0, as `uhrtex.raster.texture` wants."""
     return tex.flip(-2).permute(1, 2, 0)[None].contiguous()
+
+
+def stacked_raster(textures: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[1, R, R, 7] albedo|micronormal|specular (MAP_CHANNELS order) with row 0 = v ~ 0, for `uhrtex.raster.texture`."""
+    return to_raster(torch.cat([textures[k].float() for k in MAP_CHANNELS]))
