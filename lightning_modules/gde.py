@@ -45,7 +45,7 @@ class GDEModule(TextureStageModule):
     stage = "gde"
 
     def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
-                 hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False,
+                 hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False, loss_norm: str = "l1",
                  use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from lightning_modules.base import StageModule
 from uhrtex import maps
 from uhrtex.checkpoint import CHECKPOINT_KEY
-from uhrtex.losses import l1_laplacian
+from uhrtex.losses import pixel_laplacian_loss
 
 
 class TextureStageModule(StageModule):
-    """Loss L1 + λ·Laplacian against the texture maps (hparams `laplacian_weight`, `masked_loss`), and the
+    """Loss L1 (or L2) + λ·Laplacian against the texture maps (hparams `laplacian_weight`, `loss_norm`, `masked_loss`), and the
     upstream checkpoints it trained on (`upstream`, set in `setup`) recorded in every checkpoint it writes."""
 
     def __init__(self, optimizer, scheduler=None, monitor: str = "val/loss"):
@@ -18,7 +18,8 @@ class TextureStageModule(StageModule):
 
     def loss_terms(self, pred, batch):
         mask = batch["mask"] if self.hparams.masked_loss else None
-        return l1_laplacian(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask)
+        return pixel_laplacian_loss(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask,
+                                    self.hparams.get("loss_norm", "l1"))
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)

@@ -12,7 +12,7 @@ from torch import nn
 from lightning_modules.base import StageModule
 from lightning_modules.images import log_panel
 from uhrtex import maps
-from uhrtex.losses import l1_laplacian
+from uhrtex.losses import pixel_laplacian_loss
 from uhrtex.stage1 import split_uv_normal, uv_normal_parts
 
 
@@ -37,7 +37,7 @@ class UVNormalModule(StageModule):
     def loss_terms(self, pred, batch):
         parts = uv_normal_parts(pred)
         geo = maps.GEOMETRY.cat(parts)  # uv ⊕ normal, not multiplied by the predicted mask
-        terms = l1_laplacian(geo, maps.GEOMETRY.cat(batch), self.hparams.laplacian_weight, mask=batch["mask"])
+        terms = pixel_laplacian_loss(geo, maps.GEOMETRY.cat(batch), self.hparams.laplacian_weight, mask=batch["mask"])
         terms = {f"geometry_{k}" if k != "loss" else k: v for k, v in terms.items()}
         if "mask" in parts:
             terms["mask_bce"] = bce(parts["mask"], batch["mask"])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from uhrtex.losses import L1Laplacian, l1_laplacian, laplacian
+from uhrtex.losses import PixelLaplacianLoss, pixel_laplacian_loss, laplacian
 
 
 def test_laplacian_of_a_single_spike_is_the_kernel():
@@ -21,18 +21,18 @@ def test_laplacian_acts_per_channel_and_kills_linear_ramps():
     assert torch.equal(lap[0, 0], torch.zeros(2, 2)) and torch.equal(lap[0, 1], torch.full((2, 2), 2.0))
 
 
-def test_l1_laplacian_by_hand():
+def test_pixel_laplacian_loss_by_hand():
     target = torch.zeros(1, 2, 3, 3)
     pred = torch.zeros(1, 2, 3, 3)
     pred[0, 0, 1, 1] = 0.9  # centre spike in channel 0
     pred[0, 1] = 0.3        # constant offset in channel 1 (no Laplacian)
     # L1: (0.9 + 9·0.3) / 18 = 0.2 ; Laplacian (one valid pixel per channel): (|-3.6| + 0) / 2 = 1.8
-    terms = l1_laplacian(pred, target, laplacian_weight=2.0)
+    terms = pixel_laplacian_loss(pred, target, laplacian_weight=2.0)
     assert terms["l1"].item() == pytest.approx(0.2)
     assert terms["laplacian"].item() == pytest.approx(1.8)
     assert terms["loss"].item() == pytest.approx(0.2 + 2 * 1.8)
-    assert L1Laplacian(1.0)(pred, target)["loss"].item() == pytest.approx(2.0)
-    assert set(l1_laplacian(pred, target, 0.0)) == {"l1", "loss"}
+    assert PixelLaplacianLoss(1.0)(pred, target)["loss"].item() == pytest.approx(2.0)
+    assert set(pixel_laplacian_loss(pred, target, 0.0)) == {"l1", "loss"}
 
 
 def test_masked_means_ignore_pixels_outside_the_mask():
@@ -42,25 +42,35 @@ def test_masked_means_ignore_pixels_outside_the_mask():
     pred[0, 0, 1, 1] = 1.0   # inside
     mask = torch.zeros(1, 1, 4, 4)
     mask[0, 0, 1:, 1:] = 1.0  # 9 pixels; only (2, 2) has its whole cross stencil inside
-    terms = l1_laplacian(pred, target, 1.0, mask)
+    terms = pixel_laplacian_loss(pred, target, 1.0, mask)
     assert terms["l1"].item() == pytest.approx(1 / 9)
     # Laplacian at (2, 2) = pred(1,2)+pred(3,2)+pred(2,1)+pred(2,3)-4·pred(2,2) = 0 -> the spike's corner is not seen
     assert terms["laplacian"].item() == pytest.approx(0.0)
     pred[0, 0, 2, 1] = 1.0  # a stencil neighbour of (2, 2): now the Laplacian sees it
-    terms = l1_laplacian(pred, target, 1.0, mask)
+    terms = pixel_laplacian_loss(pred, target, 1.0, mask)
     assert terms["laplacian"].item() == pytest.approx(1.0)
     assert terms["l1"].item() == pytest.approx(2 / 9)
 
 
 def test_empty_mask_gives_zero_not_nan_and_gradients_flow():
     pred = torch.rand(2, 3, 6, 6, requires_grad=True)
-    assert l1_laplacian(pred, torch.zeros(2, 3, 6, 6), 1.0, torch.zeros(2, 1, 6, 6))["loss"].item() == 0.0
-    l1_laplacian(pred, torch.zeros(2, 3, 6, 6), 1.0)["loss"].backward()
+    assert pixel_laplacian_loss(pred, torch.zeros(2, 3, 6, 6), 1.0, torch.zeros(2, 1, 6, 6))["loss"].item() == 0.0
+    pixel_laplacian_loss(pred, torch.zeros(2, 3, 6, 6), 1.0)["loss"].backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
 
 
 def test_shape_mismatch_is_one_line():
     with pytest.raises(ValueError, match="differ in shape"):
-        l1_laplacian(torch.zeros(1, 3, 4, 4), torch.zeros(1, 7, 4, 4))
+        pixel_laplacian_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 7, 4, 4))
     with pytest.raises(ValueError, match="mask must be"):
-        l1_laplacian(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), mask=torch.ones(1, 3, 4, 4))
+        pixel_laplacian_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), mask=torch.ones(1, 3, 4, 4))
+
+
+def test_l2_norm_squares_both_terms():
+    pred, target = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3)
+    pred[0, 0, 1, 1] = 0.5
+    terms = pixel_laplacian_loss(pred, target, laplacian_weight=2.0, norm="l2")
+    assert set(terms) == {"l2", "laplacian", "loss"}
+    assert terms["l2"].item() == pytest.approx(0.25 / 9) and terms["laplacian"].item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="unknown loss norm 'l3'; valid: l1, l2"):
+        pixel_laplacian_loss(pred, target, norm="l3")

@@ -55,7 +55,7 @@ def test_end_to_end(scene, recon_ckpts, tmp_path, capsys, method):
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     expected = {"albedo.png", "micronormal.png", "specular.png", "mask.png", "uv_albedo.png", "uv_micronormal.png",
-                "uv_specular.png", "uv_coverage.png", "head.glb", "preview.png", "manifest.json"}
+                "uv_specular.png", "uv_coverage.png", "head.glb", "preview.png", "report.png", "manifest.json"}
     assert set(manifest["files"]) == expected and {p.name for p in out.iterdir()} == expected
     assert manifest["unwrap"]["method"] == method and manifest["sizes"]["input_size"] == 256
     assert manifest["unwrap"]["template"] == "head"  # splat and the procedural head mesh share the unified layout
@@ -91,22 +91,45 @@ def _check_glb(path):
     assert rough[..., 2].max() == 0 and 0.15 * 255 - 1 <= rough[..., 1].min() and rough[..., 1].max() <= 0.9 * 255 + 1
 
 
-def test_exr_crop_face_and_rewrite(recon_ckpts, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def astronaut_png(tmp_path_factory):
     skimage_data = pytest.importorskip("skimage.data")
-    photo = tmp_path / "astronaut.png"
+    photo = tmp_path_factory.mktemp("photo") / "astronaut.png"
     uio.write_png(photo, torch.from_numpy(skimage_data.astronaut()).permute(2, 0, 1) / 255.0)
+    return photo
+
+
+def test_real_portrait_lands_on_the_face(astronaut_png, recon_ckpts, tmp_path, capsys):
+    """skimage's astronaut: face found and cropped, maps masked to it, the landmark mesh places it in UV space."""
+    out = tmp_path / "out"
+    code, err = _run([astronaut_png, "--ckpt", recon_ckpts, "--out", out, *FAST], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    face = manifest["face"]
+    assert face["found"] and face["n_landmarks"] == 468 and face["n_faces"] == 1 and face["upscale"] > 1
+    x, y, w, h = face["box"]  # the astronaut's face, in the 512² photo
+    assert 170 < x + w / 2 < 270 and 90 < y + h / 2 < 160 and 70 < w < 130
+    assert manifest["unwrap"]["geometry"] == "landmarks" and manifest["unwrap"]["face_uv_coverage"] >= 0.5
+    mask = uio.read_image(out / "mask.png")[0] > 0.5
+    assert 0.1 < float(mask.float().mean()) < 0.5  # the face, not the frame
+    albedo = uio.read_image(out / "albedo.png")
+    assert float(albedo[:, ~mask].abs().max()) == 0 and float(albedo[:, mask].mean()) > 0.1
+    report = uio.read_image(out / "report.png")
+    assert report.shape[-1] == 6 * report.shape[-2] - 6 * 18 and float(report.std()) > 0.05
+
+
+def test_exr_no_crop_and_rewrite(astronaut_png, recon_ckpts, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "albedo.png").write_bytes(b"old")  # an existing output folder gets its files replaced
-    with pytest.warns(UserWarning, match="upscaled"):
-        code, err = _run([photo, "--ckpt", recon_ckpts, "--out", out, "--crop-face", "--exr", "--unwrap", "none"], capsys)
+    code, err = _run([astronaut_png, "--ckpt", recon_ckpts, "--out", out, "--no-crop", "--exr", "--unwrap", "none"], capsys)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["face_crop"]["upscale"] > 1 and manifest["input"]["source_hw"] == [512, 512]
-    assert manifest["input"]["height"] == 256 and manifest["unwrap"] is None
+    assert manifest["face"] == {"found": False} and manifest["input"]["source_hw"] == [512, 512]
+    assert manifest["input"]["height"] == 512 and manifest["unwrap"] is None
     albedo = uio.read_image(out / "albedo.exr")
-    assert albedo.shape == (3, 256, 256) and torch.isfinite(albedo).all()
-    assert uio.read_image(out / "albedo.png").shape == (3, 256, 256)
+    assert albedo.shape == (3, 512, 512) and torch.isfinite(albedo).all()
+    assert uio.read_image(out / "albedo.png").shape == (3, 512, 512)
 
 
 def test_rgba_and_16_bit_portraits(scene, recon_ckpts, tmp_path, capsys):
@@ -115,10 +138,10 @@ def test_rgba_and_16_bit_portraits(scene, recon_ckpts, tmp_path, capsys):
     uio.write_png(tmp_path / "deep.png", img, bits=16)
     with pytest.warns(UserWarning, match="alpha"):
         code, err = _run([tmp_path / "rgba.png", "--ckpt", recon_ckpts, "--out", tmp_path / "a", "--unwrap", "none",
-                          "--precision", "fp32"], capsys)
+                          "--precision", "fp32", "--no-crop"], capsys)
     assert code == 0, err
     code, err = _run([tmp_path / "deep.png", "--ckpt", recon_ckpts, "--out", tmp_path / "b", "--unwrap", "none",
-                      "--precision", "fp32"], capsys)
+                      "--precision", "fp32", "--no-crop"], capsys)
     assert code == 0, err
     a, b = (uio.read_image(tmp_path / d / "albedo.png") for d in "ab")
     assert (a - b).abs().max() < 3 / 255  # 16-bit is scaled to [0, 1], not read as 0..65535
@@ -131,6 +154,7 @@ def _bad_inputs(scene, tmp_path, recon_ckpts):
     (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
     uio.write_png(tmp_path / "gray.png", scene["capture"].maps["image"][:1])
     uio.write_png(tmp_path / "small.png", scene["capture"].maps["image"][:, ::4, ::4])
+    uio.write_png(tmp_path / "wall.png", torch.full((3, 256, 256), 0.6))
     nan = torch.rand(3, 256, 256)
     nan[1, 10, 10] = float("nan")
     import OpenEXR
@@ -151,17 +175,18 @@ def _bad_inputs(scene, tmp_path, recon_ckpts):
         "corrupt": ([tmp_path / "corrupt.png"], "corrupt or truncated"),
         "truncated": ([tmp_path / "truncated.png"], "corrupt or truncated"),
         "grayscale": ([tmp_path / "gray.png"], "grayscale"),
-        "too_small": ([tmp_path / "small.png"], "too small"),
+        "too_small": ([tmp_path / "small.png", "--no-crop"], "too small"),
         "nan_exr": ([tmp_path / "nan.exr"], "NaN"),
         "mesh_without_uvs": ([p, "--mesh", tmp_path / "nouv.obj", "--camera", c], "texture coordinate"),
         "camera_mismatch": ([p, "--mesh", m, "--camera", tmp_path / "away.json"], "does not match the mesh"),
         "missing_stage": ([p, "--ckpt", partial], "missing stage(s) hfdr"),
-        "mesh_method_without_mesh": ([p, "--unwrap", "direct"], "needs --mesh"),
+        "mesh_method_without_mesh": ([p, "--unwrap", "direct", "--geometry", "predictor"], "needs a mesh"),
+        "no_face": ([tmp_path / "wall.png"], "no face found; pass --no-crop"),
     }
 
 
 BAD = ["missing", "corrupt", "truncated", "grayscale", "too_small", "nan_exr", "mesh_without_uvs", "camera_mismatch",
-       "missing_stage", "mesh_method_without_mesh"]
+       "missing_stage", "mesh_method_without_mesh", "no_face"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -73,6 +73,25 @@ def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
         build_hfdr(widths=(4, 8), detail_passthrough=True)
 
 
+def test_hfdr_detail_branch_starts_silent_and_sees_only_the_band():
+    plain = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True)
+    torch.manual_seed(0)
+    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True, detail_branch=8)
+    net.load_state_dict({**net.state_dict(), **plain.state_dict()})
+    x, g = torch.rand(2, 8, 32, 32), torch.rand(2, 7, 32, 32) * 0.5 + 0.25
+    assert torch.equal(net(x, g), plain(x, g))  # its last layer starts at zero
+    net(x, g).sum().backward()
+    assert net.detail_branch[-1].weight.grad.abs().sum() > 0  # and learns from the first step
+    with torch.no_grad():
+        net.detail_branch[-1].weight.normal_()
+    smooth = x.clone()
+    smooth[:, 3:] = torch.rand(2, 5, 32, 32)  # uv and normal change, the image does not
+    branch = lambda inp: net.detail_branch(net.detail_band(inp))  # noqa: E731
+    assert torch.equal(branch(smooth), branch(x)) and branch(x).abs().mean() > 0
+    with pytest.raises(ValueError, match="detail_branch needs detail_skip"):
+        build_hfdr(widths=(4, 8), detail_branch=8)
+
+
 def test_uv_normal_predicts_uv_normal_and_mask():
     net = build_uv_normal(widths=(4, 8, 8, 8, 8))
     out = net(torch.rand(1, 3, 32, 32))

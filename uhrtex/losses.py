@@ -2,6 +2,10 @@
 
     L = mean|P - T| + λ · mean|K * P - K * T|,   K = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
 
+`norm="l2"` squares both errors instead (not in the paper). Skin detail is sparse and only partly predictable
+from the image; L1's minimiser, the conditional median, is then ≈ 0 in the detail band, so an L1-trained HFDR
+learns to output the guide. L2's, the conditional mean, keeps the predictable part (docs/results.md, detail preset).
+
 The Laplacian is a "valid" convolution (no padding), so image borders add no fake edges.
 With a mask, both terms are masked means: L1 over pixels with mask > 0 (weighted by the mask), the
 Laplacian over pixels whose whole 3×3 cross stencil lies inside the mask (so the face outline is not
@@ -40,34 +44,40 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * w).sum() / w.sum().clamp_min(1e-8)
 
 
-def l1_laplacian(pred: torch.Tensor, target: torch.Tensor, laplacian_weight: float = 1.0,
-                 mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """{"loss": l1 + λ·lap, "l1": ..., "laplacian": ...}; mask is B×1×H×W in [0, 1] or None."""
+NORMS = {"l1": torch.abs, "l2": torch.square}
+
+
+def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_weight: float = 1.0,
+                         mask: torch.Tensor | None = None, norm: str = "l1") -> dict[str, torch.Tensor]:
+    """{"loss": pixel + λ·lap, norm ("l1" | "l2"): the pixel term, "laplacian": ...}; mask is B×1×H×W in [0, 1] or None."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
+    err = NORMS[norm]
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if mask is not None and (mask.shape[1] != 1 or mask.shape[-2:] != pred.shape[-2:]):
         raise ValueError(f"mask must be B×1×{pred.shape[-2]}×{pred.shape[-1]}, got {tuple(mask.shape)}")
-    l1 = masked_mean((pred - target).abs(), mask)
-    terms = {"l1": l1}
+    pixel = masked_mean(err(pred - target), mask)
+    terms = {norm: pixel}
     if laplacian_weight:
         lap_mask = None if mask is None else _stencil_mask(mask)
-        lap = masked_mean((laplacian(pred) - laplacian(target)).abs(), lap_mask)
+        lap = masked_mean(err(laplacian(pred) - laplacian(target)), lap_mask)
         terms["laplacian"] = lap
-        terms["loss"] = l1 + laplacian_weight * lap
+        terms["loss"] = pixel + laplacian_weight * lap
     else:
-        terms["loss"] = l1
+        terms["loss"] = pixel
     return terms
 
 
-class L1Laplacian(nn.Module):
-    """Config-friendly wrapper: `L1Laplacian(laplacian_weight=2.0)(pred, target, mask) -> terms`."""
+class PixelLaplacianLoss(nn.Module):
+    """Config-friendly wrapper: `PixelLaplacianLoss(laplacian_weight=2.0)(pred, target, mask) -> terms`."""
 
-    def __init__(self, laplacian_weight: float = 1.0):
+    def __init__(self, laplacian_weight: float = 1.0, norm: str = "l1"):
         super().__init__()
-        self.laplacian_weight = float(laplacian_weight)
+        self.laplacian_weight, self.norm = float(laplacian_weight), norm
 
     def forward(self, pred, target, mask=None) -> dict[str, torch.Tensor]:
-        return l1_laplacian(pred, target, self.laplacian_weight, mask)
+        return pixel_laplacian_loss(pred, target, self.laplacian_weight, mask, self.norm)
 
     def extra_repr(self) -> str:
-        return f"laplacian_weight={self.laplacian_weight}"
+        return f"laplacian_weight={self.laplacian_weight}, norm={self.norm}"

@@ -10,7 +10,7 @@ of any size is padded (edge replicate) to a square whose side is a multiple of t
 so the face stays where the networks expect it, and the outputs are cropped back: 4096² at the paper
 preset is 8×8 patches, 8192² is 16×16, 4096×3072 runs as 4096² (non-square inputs are handled by padding,
 not rejected). Inputs smaller than half the preset's input size on either side are rejected: the detail
-HFDR adds must be in the pixels (upscale the face with --crop-face, or use a smaller preset).
+HFDR adds must be in the pixels (the default face crop resizes the face to the input, or use a smaller preset).
 
 Memory is bounded by the patch batch: the full-resolution input is never converted to float as a whole
 (patches and the global view are made band by band), and the guide/uv/normal are resampled per patch with
@@ -154,17 +154,19 @@ class Reconstructor:
 
     # ------------------------------------------------------------------------------------ geometry
 
-    def check_image(self, image: torch.Tensor, name: str = "image") -> torch.Tensor:
-        """3×H×W (or 1×3×H×W) float in [0, 1] or uint8/uint16 -> 3×H×W; one-line InputError otherwise."""
+    def check_image(self, image: torch.Tensor, name: str = "image", check_size: bool = True) -> torch.Tensor:
+        """3×H×W (or 1×3×H×W) float in [0, 1] or uint8/uint16 -> 3×H×W; one-line InputError otherwise.
+        `check_size=False`: the values only (before a face crop resizes the image to the model's input)."""
         if image.dim() == 4 and image.shape[0] == 1:
             image = image[0]
         if image.dim() != 3 or image.shape[0] != 3:
             raise InputError(f"{name}: expected an RGB image 3×H×W, got shape {list(image.shape)}")
         h, w = image.shape[-2:]
         need = self.input_size // 2
-        if min(h, w) < need:
+        if check_size and min(h, w) < need:
             raise InputError(f"{name}: {w}x{h} is too small for a model trained at {self.input_size}² (each side must "
-                             f"be ≥ {need} px); crop/upscale the face (--crop-face) or use a model of a smaller preset")
+                             f"be ≥ {need} px); drop --no-crop (the face crop is resized to the model's input) or use a "
+                             "model of a smaller preset")
         if image.is_floating_point():
             if not bool(torch.isfinite(image).all()):
                 raise InputError(f"{name}: contains NaN/Inf values; fix the image")

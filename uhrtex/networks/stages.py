@@ -50,7 +50,8 @@ def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
                norm: str = "group", act: str = "silu", guide_layer: int | None = None,
-               guide_passthrough: bool = True, detail_skip: int = 0, detail_passthrough: bool = False) -> UNet:
+               guide_passthrough: bool = True, detail_skip: int = 0, detail_passthrough: bool = False,
+               detail_branch: int = 0) -> UNet:
     """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last).
 
     `guide_passthrough` (needs the guide at the last layer): the 1×1 head starts as the identity on the guide
@@ -64,12 +65,15 @@ def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, 
     `guide_passthrough`): the head also starts by adding the image's detail band to the albedo, the physical
     prior that skin detail finer than the guide is mostly albedo (shading is smooth at that scale); training
     scales or removes it. From zero, Adam at lr 1e-3 moves that weight too slowly for CPU-length trainings.
+    `detail_branch` (width, with `detail_skip`): a shallow conv stack on the band alone, added to the output (see
+    `UNet`).
     """
     if detail_passthrough and not (detail_skip and guide_passthrough):
         raise ValueError("detail_passthrough needs detail_skip > 0 and guide_passthrough=true")
     net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer,
-               out_activation="clamp" if guide_passthrough else "sigmoid", detail_skip=detail_skip)
+               out_activation="clamp" if guide_passthrough else "sigmoid", detail_skip=detail_skip,
+               detail_branch=detail_branch)
     if guide_passthrough:
         if net.guide_layer != net.n_hidden:
             raise ValueError(f"guide_passthrough needs the guide at the last hidden layer ({net.n_hidden}), got "

@@ -21,6 +21,11 @@ Detail skip (`detail_skip = f > 0`): the head also sees the detail band of the f
 image), x - up(avgpool_f(x)): what a 1/f-resolution view cannot carry. Parameter-free; the head's input is
 features ⊕ band ⊕ guide. Without it the only path from the full-resolution pixels to the output runs through
 every hidden layer, and short trainings never find it (docs/results.md, detail preset).
+
+Detail branch (`detail_branch = w > 0`, needs the detail skip): a shallow full-resolution conv stack on that band
+alone (3 layers, 5×5, width w; its last layer starts at zero) whose output is added to the head's. It sees no
+uv, normal or guide, so it cannot memorise where the training subjects' pores lie in the UV layout; it learns
+what a pore, a furrow or a mole looks like in the image and what it means for each map.
 """
 
 from __future__ import annotations
@@ -36,6 +41,18 @@ from torch import nn
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 DETAIL_CHANNELS = 3  # detail_skip: the image, the first channels of every input layout
 _OUTPUTS = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "clamp": lambda x: x.clamp(0.0, 1.0)}
+
+
+def _detail_branch(cin: int, width: int, cout: int, layers: int = 3, kernel: int = 5) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        last = i == layers - 1
+        mods.append(nn.Conv2d(cin if i == 0 else width, cout if last else width, kernel, padding=kernel // 2))
+        if not last:
+            mods.append(nn.SiLU())
+    nn.init.zeros_(mods[-1].weight)  # an untrained branch adds nothing
+    nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -89,6 +106,7 @@ class UNet(nn.Module):
         guide_layer: int | None = None,
         out_activation: str = "sigmoid",
         detail_skip: int = 0,
+        detail_branch: int = 0,
     ):
         super().__init__()
         widths = list(widths)
@@ -107,6 +125,9 @@ class UNet(nn.Module):
         if detail_skip < 0 or (detail_skip and in_channels < DETAIL_CHANNELS):
             raise ValueError(f"detail_skip must be 0 (off) or a downsampling factor ≥ 1 of a ≥3-channel input, got {detail_skip}")
         self.detail_skip = int(detail_skip)
+        if detail_branch and not self.detail_skip:
+            raise ValueError("detail_branch needs detail_skip > 0 (it runs on the detail band)")
+        self.detail_branch = _detail_branch(DETAIL_CHANNELS, int(detail_branch), out_channels) if detail_branch else None
 
         layers: list[nn.Module] = []
         # (kind, level, first, last) per hidden layer: forward() pools before the first encoder block
@@ -172,9 +193,14 @@ class UNet(nn.Module):
                 g = guide if guide.shape[-2:] == h.shape[-2:] else F.interpolate(
                     guide, size=h.shape[-2:], mode="bilinear", align_corners=False)
                 if i == self.n_hidden:
-                    return _OUTPUTS[self._out_act](self._head(self._with_band(h, band), g))
+                    return self._output(self._head(self._with_band(h, band), g), band)
                 h = torch.cat([h, g.to(h.dtype)], dim=1)
-        return _OUTPUTS[self._out_act](self._head(self._with_band(h, band)))
+        return self._output(self._head(self._with_band(h, band)), band)
+
+    def _output(self, y: torch.Tensor, band: torch.Tensor | None) -> torch.Tensor:
+        if self.detail_branch is not None:
+            y = y + self.detail_branch(band.to(self.detail_branch[0].weight.dtype)).to(y.dtype)
+        return _OUTPUTS[self._out_act](y)
 
     @staticmethod
     def _with_band(h: torch.Tensor, band: torch.Tensor | None) -> torch.Tensor:
