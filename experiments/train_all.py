@@ -5,6 +5,8 @@
    (own config record, checkpoints, W&B run; resumable alone), handing each `last.ckpt` downstream
    through `model.uv_normal_ckpt` / `model.gde_ckpt`.
 3. Print and save (`<demo run>/summary.json`) the runs, checkpoints and first/last validation losses.
+4. With all three stages: copy the checkpoints to `<demo run>/checkpoints/` and reconstruct `pipeline.portrait`
+   (default: scikit-image's `astronaut()`, a real photo) into `<demo run>/portrait/`; print where report.png is.
 
 Command-line overrides of the demo (preset, trainer.*, data.*, logger, ...) are passed to every stage;
 `pipeline.overrides.<stage>` adds per-stage ones. With `trainer.fast_dev_run=true` each stage runs one
@@ -84,7 +86,34 @@ def train_all(cfg: DictConfig) -> dict[str, float]:
     demo_dir.mkdir(parents=True, exist_ok=True)
     (demo_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_summary(summary), flush=True)
+    if p.get("portrait") and all(s in summary for s in ("uv_normal", "gde", "hfdr")):
+        manifest = reconstruct_portrait(str(p.portrait), {s: summary[s]["checkpoint"] for s in summary}, demo_dir)
+        metrics["portrait/face_uv_coverage"] = (manifest["unwrap"] or {}).get("face_uv_coverage", 0.0)
     return metrics
+
+
+def reconstruct_portrait(portrait: str, ckpts: dict[str, str], demo_dir: Path) -> dict:
+    """The main job on a real photo: the checkpoints into one folder, then `experiments.reconstruct`."""
+    import shutil
+
+    from experiments import reconstruct
+    from uhrtex import io as uio
+
+    ck = demo_dir / "checkpoints"
+    ck.mkdir(parents=True, exist_ok=True)
+    for stage in ("uv_normal", "gde", "hfdr"):
+        shutil.copyfile(ckpts[stage], ck / f"{stage}.ckpt")
+    if portrait == "astronaut":
+        from skimage.data import astronaut
+
+        portrait = str(demo_dir / "astronaut.png")
+        uio.write_png(portrait, torch.from_numpy(astronaut()).permute(2, 0, 1) / 255.0)
+    out = demo_dir / "portrait"
+    args = reconstruct.build_parser().parse_args([portrait, "--ckpt", str(ck), "--out", str(out)])
+    manifest = reconstruct.run(args)
+    cov = (manifest["unwrap"] or {}).get("face_uv_coverage")
+    print(f"\nreconstructed {portrait}: face UV coverage {cov}; look at {out / 'report.png'}", flush=True)
+    return manifest
 
 
 def format_summary(summary: dict[str, dict]) -> str:

@@ -45,6 +45,10 @@ def stage_checkpoints(metrics: dict, run_dir: Path) -> None:
     assert list(summary) == ["uv_normal", "gde", "hfdr"]
     assert all(Path(s["checkpoint"]).is_file() and s["val_loss"] and math.isfinite(s["val_loss"][-1])
                for s in summary.values())
+    # ...and the fresh checkpoints reconstructed the real portrait, with the face placed in UV space
+    manifest = json.loads((run_dir / "portrait" / "manifest.json").read_text())
+    assert manifest["face"]["found"] and (run_dir / "portrait" / "report.png").is_file()
+    assert metrics["portrait/face_uv_coverage"] >= 0.5
 
 
 def captures_rendered(metrics: dict, run_dir: Path) -> None:
