@@ -77,9 +77,12 @@ def find_face(image: torch.Tensor, name: str = "image", landmarker: Landmarker =
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    mode = "area" if x.shape[-1] > size else "bicubic"
-    kw = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(x[None], size=(size, size), mode=mode, **kw)[0].clamp_(0, 1)
+    """Square C×n×n -> C×size×size: area when shrinking, bicubic when enlarging (OpenCV: ~10× torch's bicubic on CPU)."""
+    import cv2
+
+    hwc = np.ascontiguousarray(x.permute(1, 2, 0).numpy(), dtype=np.float32)
+    out = cv2.resize(hwc, (size, size), interpolation=cv2.INTER_AREA if x.shape[-1] > size else cv2.INTER_CUBIC)
+    return torch.from_numpy(out.reshape(size, size, -1)).permute(2, 0, 1).clamp_(0, 1).contiguous()
 
 
 def crop_to_face(image: torch.Tensor, info: FaceInfo, size: int, scale: float = CROP_SCALE,

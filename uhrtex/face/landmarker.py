@@ -29,6 +29,7 @@ N_LANDMARKS = 468
 DETECT_SIZE, MESH_SIZE = 128, 192
 ROI_SCALE = 1.5
 MIN_SCORE, NMS_IOU, MIN_PRESENCE = 0.5, 0.3, 0.5
+WORK_SIDE = 1024  # landmarks run on a copy at most this large (area-downsampled): cheap on 4K+ frames, no aliasing
 EYE_OUTER = (33, 263)  # the subject's right and left outer eye corners: the roll of the second pass
 
 
@@ -99,13 +100,21 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
+def _shrink(image: torch.Tensor, side: int) -> tuple[torch.Tensor, float]:
+    """Area-downsampled copy with long side ≤ `side` (an integer-stride pre-pass first on huge frames), and the
+    scale from source pixels to the copy's."""
+    h, w = image.shape[-2:]
+    k = max(1, max(h, w) // (2 * side))  # strided copy first: area pooling a whole 4K frame costs ~50 ms
+    x = image[:, ::k, ::k].float().contiguous() if k > 1 else image.float()
+    s = min(1.0, side / max(h, w))
+    if s < 1:
+        x = F.interpolate(x[None], size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")[0]
+    return x, x.shape[-1] / w
+
+
 def detect(image: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Faces as (box x0 y0 x1 y1, 6 keypoints × 2, score) in source pixels, after weighted NMS, best first."""
-    h, w = image.shape[-2:]
-    side = max(h, w)
-    s = DETECT_SIZE / side
-    small = F.interpolate(image[None].float(), size=(max(1, round(h * s)), max(1, round(w * s))), mode="area",
-                          antialias=False)[0]
+    small, s = _shrink(image, DETECT_SIZE)
     pad_y, pad_x = (DETECT_SIZE - small.shape[1]) // 2, (DETECT_SIZE - small.shape[2]) // 2
     canvas = torch.zeros(3, DETECT_SIZE, DETECT_SIZE)
     canvas[:, pad_y:pad_y + small.shape[1], pad_x:pad_x + small.shape[2]] = small
@@ -161,17 +170,19 @@ def landmarks(image: torch.Tensor) -> list[Face]:
     """The default `Landmarker`: every face the detector finds, with its mesh landmarks, largest first."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"landmarks() takes a 3×H×W RGB image, got {tuple(image.shape)}")
+    work, ws = _shrink(image, WORK_SIDE)
     faces = []
-    for box, kp, score in detect(image):
+    for box, kp, score in detect(work):
         centre = (box[:2] + box[2:]) / 2
         size = float(max(box[2] - box[0], box[3] - box[1]))
-        lm, presence = _mesh(image, *_roi(centre, size, _roll(kp[0], kp[1])))
+        lm, presence = _mesh(work, *_roi(centre, size, _roll(kp[0], kp[1])))
         lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)  # second pass: the region the landmarks give
-        lm2, presence2 = _mesh(image, *_roi((lo + hi) / 2, float((hi - lo).max()), _roll(lm[EYE_OUTER[0]], lm[EYE_OUTER[1]])))
+        lm2, presence2 = _mesh(work, *_roi((lo + hi) / 2, float((hi - lo).max()), _roll(lm[EYE_OUTER[0]], lm[EYE_OUTER[1]])))
         if presence2 >= MIN_PRESENCE:
             lm, presence = lm2, presence2
         if presence < MIN_PRESENCE:
             continue
+        lm = lm / ws  # back to source pixels (z scales like x and y)
         lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)
         faces.append(Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])), lm, score, presence))
     return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
