@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uhrtex.captures.generate import make_captures as render_into_store
 from uhrtex.captures.assets import load_assets
+from uhrtex.captures.envdir import load_environments
 from uhrtex.captures.generate import parse_shard, plan, plan_assets, shard_items
 from uhrtex.captures.store import CaptureStore
 
@@ -29,14 +30,18 @@ def make_captures(cfg: DictConfig) -> dict[str, float]:
     shard = c.get("shard")
     parse_shard(shard)  # a bad value fails before anything is read or rendered
     assets = load_assets(c.assets) if c.get("assets") else None  # every asset validated before any render
+    env_dir = c.get("environments")
+    if env_dir:
+        load_environments(env_dir)  # every map read and checked before any render
     if assets and cfg.trainer.get("fast_dev_run"):
         assets = assets[:subjects]
     items = plan_assets(assets, lightings, c.cameras) if assets else plan(subjects, lightings, c.cameras, c.first_subject)
     items = shard_items(items, shard)
     store = CaptureStore(url, mode="a", storage_options=OmegaConf.to_container(options) if options else None)
     start = time.perf_counter()
+    extra = {"environments": str(env_dir)} if env_dir else {}
     report = render_into_store(store, items, resolution, c.renderer, global_sizes=global_sizes, progress=c.progress,
-                               assets=assets, **(OmegaConf.to_container(c.render) if c.render else {}))
+                               assets=assets, **extra, **(OmegaConf.to_container(c.render) if c.render else {}))
     seconds = time.perf_counter() - start
     log.info("%s: %d rendered, %d already there (%.1f s)", url, len(report["written"]), len(report["skipped"]), seconds)
     return {"captures/written": float(len(report["written"])), "captures/skipped": float(len(report["skipped"])),

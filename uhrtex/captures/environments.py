@@ -6,6 +6,8 @@ Lighting ids (valid store-key parts):
   `$UHRTEX_HDRI_DIR`, else `<repo>/.venv-blender/lib/python3.11/site-packages/bpy/5.0/datafiles/
   studiolights/world`, else an importable `bpy`'s own copy.
 * `sky<k>_r<deg>`: a procedural sky (seed k): sun disk + sky gradient + ground. Always available.
+* `env-<slug>_r<deg>`: one of your own maps (`captures.environments=DIR`, see `envdir.py`); its file is the
+  `source` passed to `load_environment`.
 
 An `Environment` is an equirectangular linear-radiance map in *Blender's* world orientation, so the
 Blender path can use the very same image: our world is y-up with the face towards +z; a world
@@ -41,7 +43,7 @@ import torch.nn.functional as F
 HDRI_NAMES = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
 ROUGHNESS = 0.45  # skin, both renderers
 FRONT_IRRADIANCE = 2.4  # target frontal irradiance after exposure (albedo 0.35 -> radiance ~0.27)
-_ID = re.compile(r"^(?P<name>[a-z]+|sky(?P<seed>\d+))_r(?P<rot>\d{1,3})$")
+_ID = re.compile(r"^(?P<name>[a-z]+|sky(?P<seed>\d+)|(?P<user>env-[a-z0-9]+(-[a-z0-9]+)*))_r(?P<rot>\d{1,3})$")
 _BLENDER_REL = Path("lib/python3.11/site-packages/bpy/5.0/datafiles/studiolights/world")
 
 
@@ -65,21 +67,22 @@ def lighting_id(name: str, rotation_deg: int) -> str:
     return f"{name}_r{int(rotation_deg) % 360:03d}"
 
 
-def list_lightings(rotations=(0, 90, 180, 270), skies: int = 4, hdri: bool | None = None) -> list[str]:
-    """All ids: each available HDRI x rotations, then `skies` procedural skies x rotations."""
+def list_lightings(rotations=(0, 90, 180, 270), skies: int = 4, hdri: bool | None = None, extra=()) -> list[str]:
+    """All ids: each available HDRI x rotations, then `skies` procedural skies, then `extra` names, x rotations."""
     use_hdri = hdri_dir() is not None if hdri is None else hdri
-    names = (list(HDRI_NAMES) if use_hdri else []) + [f"sky{k}" for k in range(skies)]
+    names = (list(HDRI_NAMES) if use_hdri else []) + [f"sky{k}" for k in range(skies)] + list(extra)
     return [lighting_id(n, r) for n in names for r in rotations]
 
 
-def default_lightings(n: int, seed: int = 0, hdri: bool | None = None) -> list[str]:
-    """n distinct ids: the 8 HDRIs (or 8 procedural skies without bpy), then again at further rotations.
+def default_lightings(n: int, seed: int = 0, hdri: bool | None = None, extra=()) -> list[str]:
+    """n distinct ids: the 8 HDRIs (or 8 procedural skies without bpy), then the `extra` names (your own maps,
+    `envdir.py`), then all of them again at further rotations.
 
     The i-th id does not depend on n, so lighting index i means the same environment in every dataset
-    made on machines with the same HDRI availability.
+    made on machines with the same HDRI availability (and the same `extra`).
     """
     use_hdri = hdri_dir() is not None if hdri is None else hdri
-    names = list(HDRI_NAMES) if use_hdri else [f"sky{k}" for k in range(len(HDRI_NAMES))]
+    names = (list(HDRI_NAMES) if use_hdri else [f"sky{k}" for k in range(len(HDRI_NAMES))]) + list(extra)
     rng = random.Random(seed)
     jitter = [rng.choice((0, 30, 330)) for _ in range(n)]
     return [lighting_id(names[i % len(names)], 135 * (i // len(names)) + jitter[i]) for i in range(n)]
@@ -87,9 +90,9 @@ def default_lightings(n: int, seed: int = 0, hdri: bool | None = None) -> list[s
 
 def parse_lighting(lighting: str) -> tuple[str, int]:
     m = _ID.match(str(lighting))
-    if not m or (m["seed"] is None and m["name"] not in HDRI_NAMES):
-        raise LightingError(f"unknown lighting {lighting!r}; use '<hdri>_r<deg>' with hdri in {list(HDRI_NAMES)} "
-                            "or 'sky<k>_r<deg>' (procedural), e.g. 'studio_r090', 'sky3_r045'")
+    if not m or (m["seed"] is None and m["user"] is None and m["name"] not in HDRI_NAMES):
+        raise LightingError(f"unknown lighting {lighting!r}; use '<hdri>_r<deg>' with hdri in {list(HDRI_NAMES)}, "
+                            "'sky<k>_r<deg>' (procedural) or 'env-<file>_r<deg>' (captures.environments), e.g. 'studio_r090'")
     return m["name"], int(m["rot"])
 
 
@@ -260,9 +263,16 @@ _FRONT = torch.tensor([[0, 0, 1], [0.5, 0, 0.866], [-0.5, 0, 0.866], [0, 0.4, 0.
 
 
 @lru_cache(maxsize=64)
-def _load_cpu(lighting: str, hdri_path: str | None) -> Environment:
+def _load_cpu(lighting: str, hdri_path: str | None, source: str | None = None) -> Environment:
     name, rot = parse_lighting(lighting)
-    if name.startswith("sky"):
+    if name.startswith("env-"):
+        from uhrtex.captures.envdir import env_name, read_environment
+
+        if source is None or env_name(source) != name:
+            raise LightingError(f"lighting {lighting!r} is one of your own maps; pass its folder "
+                                f"(captures.environments=DIR, holding {name[4:]}.exr or .hdr)")
+        radiance = read_environment(source)
+    elif name.startswith("sky"):
         radiance, source = procedural_sky(int(name[3:])), "procedural"
     else:
         if hdri_path is None:
@@ -277,7 +287,8 @@ def _load_cpu(lighting: str, hdri_path: str | None) -> Environment:
     return Environment(lighting, radiance, float(rot), exposure, sh * exposure, _prefilter(radiance) * exposure, source)
 
 
-def load_environment(lighting: str, device="cpu") -> Environment:
-    """The Environment for a lighting id (cached on CPU; moved to `device`)."""
+def load_environment(lighting: str, device="cpu", source: str | None = None) -> Environment:
+    """The Environment for a lighting id (cached on CPU; moved to `device`). `source`: the file of an `env-` id."""
     d = hdri_dir()
-    return _load_cpu(str(lighting), None if d is None else str(d)).to(device)
+    user = parse_lighting(str(lighting))[0].startswith("env-")
+    return _load_cpu(str(lighting), None if d is None else str(d), str(source) if user and source else None).to(device)

@@ -20,7 +20,8 @@ from collections import OrderedDict
 
 import torch
 
-from uhrtex.captures.environments import ROUGHNESS, Environment, default_lightings, load_environment
+from uhrtex.captures.envdir import resolve_lighting
+from uhrtex.captures.environments import ROUGHNESS, Environment, load_environment
 from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
 from uhrtex.captures.heads import DEFAULT_GRID, HeadAsset, asset_from_meta, head_asset
 from uhrtex.io import linear_to_srgb, srgb_to_linear
@@ -34,11 +35,12 @@ SHADE_CHUNK = 1 << 20
 F0_SCALE = 0.08  # specular map s -> F0 = 0.08 s (Principled "Specular IOR Level": 0.5 -> F0 0.04)
 
 
-def lighting_name(lighting: int | str) -> str:
-    """An int picks the i-th of `default_lightings` (bpy's HDRIs x rotations when installed, else skies)."""
+def lighting_name(lighting: int | str, environments=None) -> str:
+    """An int picks the i-th of `default_lightings` (bpy's HDRIs x rotations when installed, else skies; plus
+    the maps in `environments`, a folder: `envdir.py`)."""
     if isinstance(lighting, str):
         return lighting
-    return default_lightings(int(lighting) + 1)[int(lighting)]
+    return resolve_lighting(lighting, environments)[0]
 
 
 def make_camera(camera_seed: int, resolution: int, jitter: bool = True) -> tuple[Camera, dict]:
@@ -193,9 +195,10 @@ _GEOMETRY_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 
 def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                     device="cpu", raster_backend: str = "auto", background="env", grid: tuple[int, int] = DEFAULT_GRID,
-                    camera_jitter: bool = True, asset=None) -> list:
+                    camera_jitter: bool = True, asset=None, environments=None) -> list:
     """One rasterization, one Capture per lighting (same subject and camera).
 
+    `environments`: a folder of your own equirect HDR maps (`envdir.py`): extra lightings (ids `env-<name>_r<deg>`).
     `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) rendered instead of the procedural head of
     `subject_seed` (ignored then), with the same camera and lighting; its maps set the texture resolution.
     """
@@ -221,7 +224,8 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
                 _GEOMETRY_CACHE.popitem(last=False)
     out = []
     for lighting in lightings:
-        env = load_environment(lighting_name(lighting), device)
+        name, source = resolve_lighting(lighting, environments)
+        env = load_environment(name, device, source)
         image = shade(gt, buf["tangent"], cam, env, background)
         meta = {"subject": asset.meta()["subject"], "lighting": env.id, "camera": cam.to_dict(), "camera_params": cam_params,
                 "mesh": asset.meta(), "renderer": "builtin", "resolution": int(resolution), "environment": env.meta(),
@@ -252,7 +256,7 @@ def tangent_buffer(capture, device="cpu", raster_backend: str = "auto") -> torch
 
 def reshade(capture, device="cpu", raster_backend: str = "auto") -> torch.Tensor:
     """`image` recomputed from the capture's stored GT maps, camera and lighting (3 x H x W sRGB)."""
-    env = load_environment(capture.meta["environment"]["id"], device)
+    env = load_environment(capture.meta["environment"]["id"], device, capture.meta["environment"].get("source"))
     maps = {k: v.to(device) for k, v in capture.maps.items()}
     return shade(maps, tangent_buffer(capture, device, raster_backend), capture.camera, env,
                  capture.meta.get("shading", {}).get("background", "env"))

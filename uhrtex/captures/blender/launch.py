@@ -98,14 +98,16 @@ def split_passes(exr: Path, folder: Path) -> None:
 
 def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting: str, camera: Camera, samples: int = 64,
                   seed: int = 0, threads: int | None = None, meta: dict | None = None, denoise: bool = False,
-                  max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False) -> Path:
-    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ with UVs and three maps works."""
+                  max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False, env_source: str | None = None) -> Path:
+    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ with UVs and three maps works.
+
+    `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.captures.envdir`); Cycles reads it as is."""
     from uhrtex.captures.environments import ROUGHNESS
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     read_obj_check(obj)
-    env = load_environment(lighting)
+    env = load_environment(lighting, source=env_source)
     if env.source == "procedural":  # Cycles reads the very map the built-in renderer uses
         env_path = folder / f"_env_{env.id}.exr"
         uio.write_exr(env_path, env.radiance, half=False)
@@ -152,23 +154,27 @@ def export_cached(seed: int, texture_resolution: int, root: Path) -> dict[str, P
 
 def render_capture(subject_seed: int, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                    samples: int = 64, workdir: str | Path | None = None, keep_folder: bool = False, threads: int | None = None,
-                   timeout: float | None = None, **_):
-    """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture."""
+                   timeout: float | None = None, environments=None, **_):
+    """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture.
+
+    `environments`: a folder of your own equirect HDR maps, extra lightings as in the built-in renderer."""
     import tempfile
 
     from uhrtex.captures.ingest import read_capture_folder
-    from uhrtex.captures.render import lighting_name, make_camera
+    from uhrtex.captures.envdir import resolve_lighting
+    from uhrtex.captures.render import make_camera
 
     tex_res = int(texture_resolution or resolution)
     root = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "uhrtex_blender"
     files = export_cached(int(subject_seed), tex_res, root / "assets")
     cam, cam_params = make_camera(camera_seed, resolution)
     asset_meta = head_asset(int(subject_seed), tex_res).meta() | {"files": {k: str(v) for k, v in files.items()}}
-    name = lighting_name(lighting)
+    name, env_source = resolve_lighting(lighting, environments)
     folder = root / "captures" / f"s{subject_seed:04d}__{name}__c{camera_seed:02d}_{resolution}_{samples}"
     render_folder(folder, obj=files["obj"], albedo=files["albedo"], normal=files["micronormal"], specular=files["specular"],
                   lighting=name, camera=cam, samples=samples, seed=int(subject_seed) * 1000 + int(camera_seed), threads=threads,
-                  meta={"subject": asset_meta["subject"], "mesh": asset_meta, "camera_params": cam_params}, timeout=timeout)
+                  meta={"subject": asset_meta["subject"], "mesh": asset_meta, "camera_params": cam_params}, timeout=timeout,
+                  env_source=env_source)
     capture = read_capture_folder(folder)
     if not keep_folder:
         shutil.rmtree(folder, ignore_errors=True)
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--albedo")
     p.add_argument("--normal", help="tangent-space (OpenGL, +v up) normal map")
     p.add_argument("--specular")
-    p.add_argument("--lighting", default="sky0_r000")
+    p.add_argument("--lighting", default="sky0_r000", help="a lighting id, e.g. studio_r090, sky0_r000, env-<file>_r000")
+    p.add_argument("--environments", help="folder of your own equirect .exr/.hdr maps (lightings env-<file>_r<deg>)")
     p.add_argument("--camera-seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--texture-resolution", type=int)
@@ -204,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             obj, alb, nrm, spc, meta = a.obj, a.albedo, a.normal, a.specular, None
         else:
             p.error("give --seed, or all of --obj --albedo --normal --specular")
-        render_folder(a.out, obj=obj, albedo=alb, normal=nrm, specular=spc, lighting=a.lighting, camera=cam,
-                      samples=a.samples, threads=a.threads, meta={**(meta or {}), "camera_params": params})
+        from uhrtex.captures.envdir import resolve_lighting
+
+        lighting, env_source = resolve_lighting(a.lighting, a.environments)
+        render_folder(a.out, obj=obj, albedo=alb, normal=nrm, specular=spc, lighting=lighting, camera=cam,
+                      samples=a.samples, threads=a.threads, meta={**(meta or {}), "camera_params": params}, env_source=env_source)
         if a.store:
             from uhrtex.captures.ingest import read_capture_folder
             from uhrtex.captures.store import CaptureStore
