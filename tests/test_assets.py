@@ -69,7 +69,7 @@ def test_asset_path_matches_procedural_path(asset_dir, one_torch_thread):
     assert {a.uv_layout for a in assets} == {"uhrtex-head-v1"} and len({a.uv_fingerprint for a in assets}) == 1
     for seed, asset in zip(SEEDS, assets):
         proc = render_capture(seed, LIGHT, 0, RES, texture_resolution=TEX, grid=GRID)
-        ours = render_capture(None, LIGHT, 0, RES, asset=asset)
+        ours = render_capture(None, LIGHT, 0, RES, asset=asset, framing="fixed")  # the procedural heads' camera
         assert ours.meta["mesh"]["kind"] == "asset" and ours.meta["subject"] == proc.meta["subject"]
         assert (reshade(ours) - ours.maps["image"]).abs().max() < 1e-5  # the folder in meta suffices to re-shade
         print(f"seed {seed}: max |asset - procedural| " + ", ".join(f"{k} {v:.2e}" for k, v in _compare(proc, ours).items()))
@@ -92,10 +92,46 @@ def test_conversions_directx_roughness_scale_and_axes(asset_dir, tmp_path, one_t
                                                 "normal_convention": "directx", "specular_kind": "roughness"}))
     (asset,) = load_assets(dst.parent)
     proc = render_capture(1, LIGHT, 0, RES, texture_resolution=TEX, grid=GRID)
-    ours = render_capture(None, LIGHT, 0, RES, asset=asset)
+    ours = render_capture(None, LIGHT, 0, RES, asset=asset, framing="fixed")
     assert ours.meta["subject"] == "scan01"
     # The OBJ holds positions in metres to 6 decimals (1e-5 uhrtex units): a silhouette pixel may flip.
     print("converted asset: " + ", ".join(f"{k} {v:.2e}" for k, v in _compare(proc, ours, edge_pixels=4).items()))
+
+
+def test_auto_framing_ignores_units_and_position(asset_dir, tmp_path, one_torch_thread):
+    """Assets are framed on their own head: the same head x10 and moved far away renders the same (image and mask),
+    and the framing of an exported procedural head is close to the procedural heads' fixed one."""
+    src = asset_dir / "head0"
+    dst = tmp_path / "assets" / "head0"
+    shutil.copytree(src, dst)
+    m = read_obj(src / "head0000.obj")
+    m.verts = m.verts * 10 + torch.tensor([30.0, -70.0, 50.0])
+    write_obj(m, dst / "head0000.obj")
+    (big,) = load_assets(dst.parent)
+    (orig,) = [a for a in load_assets(asset_dir) if a.name == "head0"]
+    for cam in (0, 1, 2):
+        a, b = (render_capture(None, LIGHT, cam, RES, asset=x) for x in (orig, big))
+        assert b.meta["camera_params"]["frame"]["half_height"] == pytest.approx(10 * a.meta["camera_params"]["frame"]["half_height"])
+        err = _compare(a, b, edge_pixels=1)
+        assert (reshade(b) - b.maps["image"]).abs().max() < 1e-5
+        print(f"camera {cam}: max |x10 moved - original| " + ", ".join(f"{k} {v:.2e}" for k, v in err.items()))
+    fixed = render_capture(0, LIGHT, 0, RES, texture_resolution=TEX, grid=GRID)
+    auto = render_capture(None, LIGHT, 0, RES, asset=orig)
+    ma, mf = auto.maps["mask"][0] > 0, fixed.maps["mask"][0] > 0
+    iou = float((ma & mf).sum() / (ma | mf).sum())
+    print(f"auto vs fixed framing of head0: mask IoU {iou:.3f}, coverage {ma.float().mean():.3f} vs {mf.float().mean():.3f}")
+    assert iou > 0.9
+
+
+def test_head_frame_ignores_shoulders():
+    """The framing measures the skull: a block of shoulders and chest below the neck does not move it."""
+    from uhrtex.captures.framing import head_frame
+    from uhrtex.captures.heads import head_asset
+
+    v = head_asset(0, 16, grid=GRID).mesh.verts
+    chest = torch.rand(5000, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([5.0, 1.0, 1.6]) - torch.tensor([2.5, 3.1, 0.8])
+    assert head_frame(torch.cat([v, chest])) == head_frame(v)
+    assert 1.3 < head_frame(v).head_width < 1.6  # about 15 cm
 
 
 # ------------------------------------------------------------------------------------------ validation

@@ -23,6 +23,7 @@ import torch
 from uhrtex.captures.envdir import resolve_lighting
 from uhrtex.captures.environments import ROUGHNESS, Environment, load_environment
 from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
+from uhrtex.captures.framing import Frame, fitted_near_far, head_frame
 from uhrtex.captures.heads import DEFAULT_GRID, HeadAsset, asset_from_meta, head_asset
 from uhrtex.io import linear_to_srgb, srgb_to_linear
 from uhrtex.maps import CAPTURE, TEXTURE, decode_normal, encode_normal
@@ -43,18 +44,23 @@ def lighting_name(lighting: int | str, environments=None) -> str:
     return resolve_lighting(lighting, environments)[0]
 
 
-def make_camera(camera_seed: int, resolution: int, jitter: bool = True) -> tuple[Camera, dict]:
+def make_camera(camera_seed: int, resolution: int, jitter: bool = True, frame: Frame | None = None) -> tuple[Camera, dict]:
     """Mostly frontal portrait camera: yaw ~N(0, 12 deg) (clipped +-30), pitch ~N(0, 6) (+-15), distance
-    x[0.9, 1.1], roll +-3 deg, small aim jitter. Returns the Camera and the drawn parameters."""
+    x[0.9, 1.1], roll +-3 deg, small aim jitter. Returns the Camera and the drawn parameters.
+
+    `frame` (`framing.head_frame` of a mesh): aim at its target and see its half height (aim jitter scales with it);
+    None: the procedural heads' `TARGET` and `FRAME_HALF_HEIGHT`."""
     r = random.Random(int(camera_seed) * 7_777_777 + 5)
     clip = lambda x, m: max(-m, min(m, x))  # noqa: E731
     p = {"yaw_deg": clip(r.gauss(0, 12), 30), "pitch_deg": clip(r.gauss(0, 6), 15), "distance_scale": r.uniform(0.9, 1.1),
          "roll_deg": r.uniform(-3, 3), "aim": [r.uniform(-0.05, 0.05), r.uniform(-0.05, 0.05), 0.0]}
     if not jitter:
         p = {"yaw_deg": 0.0, "pitch_deg": 0.0, "distance_scale": 1.0, "roll_deg": 0.0, "aim": [0.0, 0.0, 0.0]}
-    dist = FRAME_HALF_HEIGHT / math.tan(math.radians(FOV_Y_DEG) / 2) * p["distance_scale"]
+    center, half = (TARGET, FRAME_HALF_HEIGHT) if frame is None else (frame.target, frame.half_height)
+    unit = 1.0 if frame is None else half / FRAME_HALF_HEIGHT
+    dist = half / math.tan(math.radians(FOV_Y_DEG) / 2) * p["distance_scale"]
     yaw, pitch, roll = (math.radians(p[k]) for k in ("yaw_deg", "pitch_deg", "roll_deg"))
-    target = [t + a for t, a in zip(TARGET, p["aim"])]
+    target = [t + a * unit for t, a in zip(center, p["aim"])]
     eye = [target[0] + dist * math.sin(yaw) * math.cos(pitch), target[1] + dist * math.sin(pitch),
            target[2] + dist * math.cos(yaw) * math.cos(pitch)]
     w2c = look_at(eye, target)
@@ -62,6 +68,8 @@ def make_camera(camera_seed: int, resolution: int, jitter: bool = True) -> tuple
     rz[:2, :2] = torch.tensor([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
     cam = Camera.from_fov(FOV_Y_DEG, resolution, resolution, rz @ w2c, id=f"c{int(camera_seed):02d}")
     p["distance"] = dist
+    if frame is not None:
+        p["frame"] = frame.meta()
     return cam, p
 
 
@@ -98,12 +106,17 @@ def _culled_tris(asset: HeadAsset, eye: torch.Tensor) -> torch.Tensor:
     return asset.mesh.tri[keep]
 
 
-def geometry_buffers(asset: HeadAsset, cam: Camera, renderer: Renderer, mip: bool = False) -> dict[str, torch.Tensor]:
-    """Rasterize the head: per-pixel uv, world normal, world tangent (+sign), mask; all H x W x C, row 0 = top."""
+def geometry_buffers(asset: HeadAsset, cam: Camera, renderer: Renderer, mip: bool = False,
+                     fit_depth: bool = False) -> dict[str, torch.Tensor]:
+    """Rasterize the head: per-pixel uv, world normal, world tangent (+sign), mask; all H x W x C, row 0 = top.
+
+    Clip planes: |eye| -+ 4 world units (the procedural heads' fixed framing), or with `fit_depth` (auto framing,
+    any units) around the mesh's depths."""
     dev = asset.mesh.verts.device
     eye, _ = _eye_and_rot(cam)
     dist = float(eye.norm())
-    clip = cam.clip_from_world(near=max(dist - 4.0, 0.1), far=dist + 4.0).to(dev)
+    near, far = fitted_near_far(asset.mesh.verts, cam.extrinsics()) if fit_depth else (max(dist - 4.0, 0.1), dist + 4.0)
+    clip = cam.clip_from_world(near=near, far=far).to(dev)
     m = asset.mesh
     pos = (torch.cat([m.verts, torch.ones_like(m.verts[:, :1])], 1) @ clip.T)[None].contiguous()
     tri = _culled_tris(asset, eye).contiguous()
@@ -195,12 +208,14 @@ _GEOMETRY_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 
 def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                     device="cpu", raster_backend: str = "auto", background="env", grid: tuple[int, int] = DEFAULT_GRID,
-                    camera_jitter: bool = True, asset=None, environments=None) -> list:
+                    camera_jitter: bool = True, asset=None, environments=None, framing: str | None = None) -> list:
     """One rasterization, one Capture per lighting (same subject and camera).
 
     `environments`: a folder of your own equirect HDR maps (`envdir.py`): extra lightings (ids `env-<name>_r<deg>`).
     `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) rendered instead of the procedural head of
     `subject_seed` (ignored then), with the same camera and lighting; its maps set the texture resolution.
+    `framing`: "auto" (the camera framed on the mesh's head, `framing.py`; the default for assets) or "fixed"
+    (`TARGET` / `FRAME_HALF_HEIGHT`, the default for procedural heads).
     """
     renderer = Renderer(raster_backend, device)
     if asset is None:
@@ -210,13 +225,17 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
     else:
         tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint)
         asset = asset.head(device)
-    cam, cam_params = make_camera(camera_seed, resolution, camera_jitter)
+    framing = framing or ("fixed" if isinstance(asset, HeadAsset) else "auto")
+    if framing not in ("auto", "fixed"):
+        raise ValueError(f"framing={framing!r} is not supported; use auto (framed on the mesh) or fixed")
+    auto = framing == "auto"
+    cam, cam_params = make_camera(camera_seed, resolution, camera_jitter, head_frame(asset.mesh.verts) if auto else None)
     mip = tex_res > 2 * resolution
-    key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter)
+    key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter, framing)
     if key in _GEOMETRY_CACHE:  # consecutive lightings of one subject and camera reuse the raster pass
         buf, gt = _GEOMETRY_CACHE[key]
     else:
-        buf = geometry_buffers(asset, cam, renderer, mip)
+        buf = geometry_buffers(asset, cam, renderer, mip, fit_depth=auto)
         gt = _gt_maps(asset, buf, cam, renderer, mip)
         if resolution <= 2048:
             _GEOMETRY_CACHE[key] = (buf, gt)
@@ -251,7 +270,8 @@ def tangent_buffer(capture, device="cpu", raster_backend: str = "auto") -> torch
     else:
         asset = asset_from_meta(capture.meta["mesh"], device)
     mip = capture.meta.get("shading", {}).get("texture_filter", "linear") != "linear"
-    return geometry_buffers(asset, capture.camera, Renderer(raster_backend, device), mip)["tangent"]
+    auto = "frame" in (capture.meta.get("camera_params") or {})
+    return geometry_buffers(asset, capture.camera, Renderer(raster_backend, device), mip, fit_depth=auto)["tangent"]
 
 
 def reshade(capture, device="cpu", raster_backend: str = "auto") -> torch.Tensor:
