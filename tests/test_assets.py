@@ -123,6 +123,38 @@ def test_auto_framing_ignores_units_and_position(asset_dir, tmp_path, one_torch_
     assert iou > 0.9
 
 
+def _write_glb(obj: Path, glb: Path, uvs: bool = True, transform=None) -> None:
+    import trimesh
+
+    m = read_obj(obj)
+    visual = trimesh.visual.TextureVisuals(uv=m.uv.numpy()) if uvs else None
+    mesh = trimesh.Trimesh(m.verts.numpy(), m.tri.numpy(), vertex_normals=m.normals.numpy(), visual=visual, process=False)
+    if transform is not None:  # a scene node that places the mesh
+        mesh = trimesh.Scene()
+        mesh.add_geometry(trimesh.Trimesh(m.verts.numpy(), m.tri.numpy(), vertex_normals=m.normals.numpy(), visual=visual,
+                                          process=False), transform=transform)
+    mesh.export(glb, include_normals=True)
+
+
+def test_glb_mesh_renders_like_the_obj(asset_dir, tmp_path, one_torch_thread):
+    """The same head as GLB (trimesh's export) has the OBJ's UV fingerprint and renders the same."""
+    dst = tmp_path / "assets" / "head2"
+    shutil.copytree(asset_dir / "head2", dst)
+    _write_glb(dst / "head0002.obj", dst / "head.glb")
+    (dst / "head0002.obj").unlink()
+    (glb,) = load_assets(dst.parent)
+    (obj,) = [a for a in load_assets(asset_dir) if a.name == "head2"]
+    assert glb.obj.name == "head.glb" and glb.uv_fingerprint == obj.uv_fingerprint
+    ref = render_capture(None, LIGHT, 1, RES, asset=obj)
+    print("GLB vs OBJ: " + ", ".join(f"{k} {v:.2e}" for k, v in _compare(ref, render_capture(None, LIGHT, 1, RES, asset=glb)).items()))
+    T = np.diag([10.0, 10.0, 10.0, 1.0])  # a node scaling x10 and moving the head: auto framing follows it
+    T[:3, 3] = [30.0, -70.0, 50.0]
+    _write_glb(asset_dir / "head2" / "head0002.obj", dst / "head.glb", transform=T)
+    (moved,) = load_assets(dst.parent)
+    err = _compare(ref, render_capture(None, LIGHT, 1, RES, asset=moved), edge_pixels=1)
+    print("GLB node x10 + moved vs OBJ: " + ", ".join(f"{k} {v:.2e}" for k, v in err.items()))
+
+
 def test_head_frame_ignores_shoulders():
     """The framing measures the skull: a block of shoulders and chest below the neck does not move it."""
     from uhrtex.captures.framing import head_frame
@@ -184,6 +216,9 @@ BROKEN = {  # fault -> (break head0's folder, words the message must contain)
     "layout_name": (_layout_name, ["head1", "UV layout", "by layout name", "same unified UV layout"]),
     "layout_fingerprint": (_layout_fingerprint, ["head1", "UV layout", "by UV fingerprint"]),
     "same_subject": (_same_subject, ["head1", "subject id", "asset.json"]),
+    "glb_no_uvs": (lambda d: (_write_glb(d / "head0000.obj", d / "head.glb", uvs=False), (d / "head0000.obj").unlink()),
+                   ["head0", "head.glb has no UVs", "TEXCOORD_0"]),
+    "two_meshes": (lambda d: _write_glb(d / "head0000.obj", d / "head.glb"), ["head0", "2 meshes", "exactly one mesh"]),
     "bad_convention": (lambda d: (d / "asset.json").write_text('{"normal_convention": "DX"}'), ["head0", "normal_convention", "directx"]),
 }
 

@@ -6,7 +6,7 @@
 
 One sub-folder per head (see docs/captures.md, "Your own scans"):
 
-    scans/<name>/<anything>.obj             mesh with texture coordinates (vt); exactly one OBJ
+    scans/<name>/<anything>.obj             mesh with texture coordinates (vt); exactly one mesh: .obj, .glb or .gltf
     scans/<name>/albedo.{png,jpg,jpeg,tif,tiff,exr}        sRGB colour (EXR: linear, converted to sRGB)
     scans/<name>/micronormal.{...}          tangent-space normal, encoded (n+1)/2 (EXR: raw vectors in [-1, 1])
     scans/<name>/specular.{...}             specular intensity, linear, one channel (or roughness / gloss)
@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from uhrtex.captures.format import CaptureError, check_id
+from uhrtex.captures.gltf_mesh import SUFFIXES as GLTF_SUFFIXES
+from uhrtex.captures.gltf_mesh import read_gltf
 from uhrtex.captures.heads.mesh import HeadMesh, read_obj
 from uhrtex.captures.heads.textures import MAP_CHANNELS, stacked_raster
 from uhrtex.io import SUFFIXES, linear_to_srgb, read_image
@@ -42,6 +44,12 @@ DEFAULTS = {"uv_layout": None, "subject": None, "scale": 1.0, "up": "+y", "forwa
 AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 CHOICES = {"normal_convention": ("opengl", "directx"), "specular_kind": ("specular", "roughness", "gloss")}
 UV_DECIMALS = 4  # the UV fingerprint rounds coordinates to 1e-4
+MESH_SUFFIXES = (".obj", *GLTF_SUFFIXES)
+
+
+def read_mesh(path: Path) -> HeadMesh:
+    """An OBJ (`read_obj`) or glTF/GLB (`gltf_mesh.read_gltf`) with UVs."""
+    return read_gltf(path) if path.suffix.lower() in GLTF_SUFFIXES else read_obj(path)
 
 
 def _fail(name: str, problem: str, fix: str) -> ValueError:
@@ -76,6 +84,11 @@ class Asset:
     uv_fingerprint: str
 
     @property
+    def stamp(self) -> tuple:
+        """Names, sizes and mtimes of the mesh and maps: cached heads and raster passes of an edited asset expire."""
+        return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (self.obj, *self.maps.values()))
+
+    @property
     def subject_id(self) -> str:
         return self.settings["subject"] or self.name
 
@@ -89,7 +102,7 @@ class Asset:
 
     def mesh(self) -> HeadMesh:
         """The mesh in uhrtex world units and axes (scale, then the up/forward rotation)."""
-        m = read_obj(self.obj)
+        m = read_mesh(self.obj)
         rot, s = axes_rotation(self.settings["up"], self.settings["forward"]), float(self.settings["scale"])
         tangents = torch.cat([m.tangents[:, :3] @ rot.T, m.tangents[:, 3:]], 1)
         return HeadMesh((m.verts * s) @ rot.T, m.uv, m.tri, m.normals @ rot.T, tangents)
@@ -101,7 +114,7 @@ class Asset:
 
     def head(self, device="cpu") -> AssetHead:
         """The renderable head (mesh + raster texture). Only the last one read stays cached (8K maps are big)."""
-        key = (str(self.folder.resolve()), self.uv_fingerprint, str(torch.device(device)))
+        key = (str(self.folder.resolve()), self.uv_fingerprint, self.stamp, str(torch.device(device)))
         if _LAST_HEAD.get("key") != key:
             _LAST_HEAD.clear()  # free the previous head before reading the next
             _LAST_HEAD.update(key=key, head=AssetHead(self, self.mesh().to(device),
@@ -207,10 +220,10 @@ def load_asset(folder: str | Path) -> Asset:
     folder = Path(folder)
     name = folder.name
     settings = _settings(name, folder)
-    objs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".obj")
+    objs = sorted(p for p in folder.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if len(objs) != 1:
-        raise _fail(name, "no mesh (.obj)" if not objs else f"{len(objs)} meshes ({', '.join(p.name for p in objs)})",
-                    "put exactly one OBJ with texture coordinates in the folder")
+        raise _fail(name, "no mesh (.obj/.glb/.gltf)" if not objs else f"{len(objs)} meshes ({', '.join(p.name for p in objs)})",
+                    "put exactly one mesh (OBJ, GLB or glTF) with texture coordinates in the folder")
     maps = _find_maps(name, folder)
     sizes = {}
     for kind, path in maps.items():
@@ -223,11 +236,11 @@ def load_asset(folder: str | Path) -> Asset:
         raise _fail(name, "maps differ in size (" + ", ".join(f"{k} {s}²" for k, s in sizes.items()) + ")",
                     "resample all maps to one size")
     try:
-        mesh = read_obj(objs[0])
+        mesh = read_mesh(objs[0])
     except ValueError as e:
         no_uvs = "texture coordinate" in str(e) or "no UVs" in str(e)
         raise _fail(name, f"mesh {objs[0].name} has no UVs" if no_uvs else f"mesh unusable ({str(e)[:160]})",
-                    "unwrap it (e.g. in Blender) and re-export the OBJ with texture coordinates (vt)") from None
+                    "unwrap it (e.g. in Blender) and re-export it with texture coordinates (OBJ vt, glTF TEXCOORD_0)") from None
     fp = uv_fingerprint(mesh.uv, mesh.tri)
     return Asset(name, folder, objs[0], maps, settings, int(sizes["albedo"]), settings["uv_layout"] or f"uv-{fp}", fp)
 

@@ -223,7 +223,7 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
         asset = head_asset(subject_seed, tex_res, device, grid)
         ident = (int(subject_seed), tuple(grid))
     else:
-        tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint)
+        tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint, asset.stamp)
         asset = asset.head(device)
     framing = framing or ("fixed" if isinstance(asset, HeadAsset) else "auto")
     if framing not in ("auto", "fixed"):
