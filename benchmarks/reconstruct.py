@@ -147,6 +147,8 @@ def end_to_end(args: argparse.Namespace) -> dict:
                 args.unwrap, "--patch-batch", str(args.patch_batch), "--device", "cpu"]
         if "--precision" in cli.build_parser().format_help():
             argv += ["--precision", args.precision]
+        if "--no-crop" in cli.build_parser().format_help():  # the face front end is timed by face_front_end.py
+            argv += ["--no-crop"]
         if args.unwrap in ("direct", "optimize"):
             from uhrtex.captures.heads.export import export_asset
             from uhrtex.captures.render import make_camera

@@ -125,7 +125,7 @@ class _Writer:
         self.root, self.files, self.pngs = root, [], PngWriter()
 
     def png(self, name: str, x: torch.Tensor, bits: int) -> None:
-        self.pngs.submit(self.root / name, x.detach().float().clamp(0, 1), bits)
+        self.pngs.submit(self.root / name, x.detach(), bits, clamp=True)  # quantised in row blocks: no copy
         self.files.append(name)
 
     def close(self, ok: bool = True) -> None:
@@ -206,7 +206,8 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
     mask = rec.full_res(result, "mask_pred")
     if face is not None:  # the landmarks' hull: the maps cover the face, not the background
         mask = face_mask(face.face, *mask.shape[-2:])
-        tex_maps = {k: v * mask.to(v.dtype) for k, v in tex_maps.items()}
+        for v in tex_maps.values():
+            v.mul_(mask.to(v.dtype))  # in place: the result's own maps (no second full-size copy)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
     w = None

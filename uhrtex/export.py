@@ -41,16 +41,20 @@ PNG_COMPRESSION = 1  # zlib level of every PNG written here: level 3 is ~2x slow
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
-def _png(x: torch.Tensor) -> bytes:
-    """C×H×W float in [0, 1] -> 8-bit PNG bytes (C = 1, 3 or 4); round half up, as (x·255 + 0.5) truncated."""
+def _png(channels: list) -> bytes:
+    """Channels (c×H×W tensors in [0, 1] or constants; 1, 3 or 4 in all) -> 8-bit PNG bytes; clamped, round half up
+    ((x·255 + 0.5) truncated), quantised in row blocks (`uhrtex.io.quantize_hwc`: no full-size float copies)."""
     import cv2
 
-    x = x.detach().float()
-    order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[x.shape[0]]  # OpenCV writes BGR(A)
-    q = (x[order].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+    from uhrtex.io import quantize_hwc
+
+    c = sum(p.shape[0] if isinstance(p, torch.Tensor) else 1 for p in channels)
+    order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[c]  # OpenCV writes BGR(A)
+    q = quantize_hwc([p.detach().cpu() if isinstance(p, torch.Tensor) else p for p in channels], 8, half_up=True,
+                     clamp=True, order=order)
     ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
-        raise ValueError(f"PNG encoding failed for a {tuple(x.shape)} texture")
+        raise ValueError(f"PNG encoding failed for a {c}-channel texture")
     return buf.tobytes()
 
 
@@ -66,10 +70,12 @@ class PngWriter:
         self._pool = ThreadPoolExecutor(max_workers=workers or min(2, _WORKERS), thread_name_prefix="png")
         self._pending = []
 
-    def submit(self, path: str | os.PathLike, x: torch.Tensor, bits: int = 8) -> None:
+    def submit(self, path: str | os.PathLike, x: torch.Tensor, bits: int = 8, clamp: bool = False) -> None:
+        """`x` must not change until `wait()`: the encoder reads it in place (no copy is made)."""
         from uhrtex.io import write_png
 
-        self._pending.append(self._pool.submit(write_png, path, x, bits=bits, compression=self.compression))
+        self._pending.append(self._pool.submit(write_png, path, x, bits=bits, compression=self.compression,
+                                               clamp=clamp))
 
     def wait(self) -> None:
         pending, self._pending = self._pending, []
@@ -135,13 +141,13 @@ def glb_bytes(mesh: Mesh, textures: Mapping[str, torch.Tensor], scale: float = 1
     from concurrent.futures import ThreadPoolExecutor
 
     planes = [
-        lambda: textures["albedo"],
-        lambda: textures["micronormal"],
-        lambda: torch.cat([torch.ones_like(rough), rough, torch.zeros_like(rough)]),  # R unused, G rough, B metal
-        lambda: torch.cat([torch.ones_like(spec).expand(3, -1, -1), spec]),  # KHR_materials_specular reads A
+        [textures["albedo"]],
+        [textures["micronormal"]],
+        [1.0, rough, 0.0],  # R unused, G roughness, B metalness
+        [1.0, 1.0, 1.0, spec],  # KHR_materials_specular reads A
     ]
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="glb-png") as pool:  # OpenCV drops the GIL
-        images = list(pool.map(lambda make: _png(make()), planes))
+        images = list(pool.map(_png, planes))
     blobs, views = [], []
 
     def add(data: bytes, target: int | None = None) -> int:

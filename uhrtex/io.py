@@ -237,19 +237,62 @@ def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int]) -> 
     return buf.tobytes()
 
 
-def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int = 8, compression: int = 3) -> None:
-    """C x H x W in [0, 1] -> 8- or 16-bit PNG (rounded to nearest)."""
+QUANTIZE_ROWS = 256  # rows per block: the float temporaries stay a few MB even for 8K maps
+
+
+def quantize_hwc(channels: torch.Tensor | list, bits: int = 8, half_up: bool = False, clamp: bool = False,
+                 order: list[int] | None = None) -> np.ndarray:
+    """C×H×W in [0, 1] (or a list of 1×H×W / c×H×W tensors and constants, stacked) -> H×W×C uint8/uint16, row block
+    by row block, so no full-size float copy is ever made. Rounding: float64 to nearest even (the store's codes,
+    `uhrtex.captures.format.to_uint16`), or `half_up` (float32 x·top + 0.5, truncated). `order` permutes the channels
+    (e.g. RGB -> OpenCV's BGR); `clamp` clips to [0, 1] first."""
+    parts = list(channels) if isinstance(channels, (list, tuple)) else [channels]
+    tensors = [p for p in parts if isinstance(p, torch.Tensor)]
+    h, w = tensors[0].shape[-2:]
+    sizes = [p.shape[0] if isinstance(p, torch.Tensor) and p.dim() == 3 else 1 for p in parts]
+    c = sum(sizes)
+    order = list(range(c)) if order is None else order
+    top = 255 if bits == 8 else 65535
+    out = torch.empty(h, w, c, dtype=torch.uint8 if bits == 8 else torch.uint16)
+    dtype = torch.float32 if half_up else torch.float64  # half_up: float32, as the .glb textures always were
+    for r0 in range(0, h, QUANTIZE_ROWS):
+        r1 = min(h, r0 + QUANTIZE_ROWS)
+        blk = torch.cat([p[..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype) if isinstance(p, torch.Tensor)
+                         else torch.full((1, r1 - r0, w), float(p), dtype=dtype) for p in parts])[order]
+        if clamp:
+            blk.clamp_(0, 1)
+        blk = blk.mul_(top).add_(0.5).trunc_() if half_up else blk.mul_(top).round_()
+        out[r0:r1] = blk.permute(1, 2, 0)
+    return out.numpy()
+
+
+def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int = 8, compression: int = 3,
+              clamp: bool = False) -> None:
+    """C x H x W in [0, 1] -> 8- or 16-bit PNG (rounded to nearest; `clamp`: clip to [0, 1] instead of refusing)."""
     path = Path(path)
     if bits not in (8, 16):
         raise _fail(path, f"PNG bit depth {bits} is not supported", "use bits=8 or bits=16")
-    hwc = _to_hwc(path, x, check_range=True)
-    top = 255 if bits == 8 else 65535
-    # float64 products round like uhrtex.captures.format.to_uint16, so 16-bit PNGs hold the store's codes; in torch
-    # (threaded, the same bytes): numpy's single-threaded float64 pass took ~2.6 s for a 4096² RGB map.
-    q = torch.from_numpy(hwc).double().mul_(top).round_().to(torch.uint8 if bits == 8 else torch.uint16).numpy()
+    t = (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))).detach().cpu()
+    if t.dim() == 2:
+        t = t[None]
+    if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
+        raise _fail(path, f"cannot write an array of shape {list(t.shape)}", "pass C x H x W with C in 1..4")
+    if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()):
+            raise _fail(path, "refusing to write NaN/Inf values", "fix the values first")
+        lo, hi = float(t.min()), float(t.max())
+        if not clamp and (lo < 0 or hi > 1):
+            raise _fail(path, f"values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]",
+                        "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
+    # float64 in row blocks (threaded torch ops): the same bytes as one float64 pass, a few MB of temporaries
+    bgr = [2, 1, 0, *range(3, t.shape[0])] if t.shape[0] >= 3 else None
+    q = quantize_hwc(t, bits, clamp=clamp, order=bgr)
     import cv2
 
-    write_bytes_atomic(path, _encode_cv2(path, q, ".png", [cv2.IMWRITE_PNG_COMPRESSION, compression]))
+    ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise _fail(path, f"encoder failed for {q.dtype} x{q.shape[2]}", "check channels and bit depth")
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def write_jpeg(path: str | os.PathLike, x: torch.Tensor | np.ndarray, quality: int = 95) -> None:
