@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning_modules.base import StageModule
 from uhrtex import maps
 from uhrtex.checkpoint import CHECKPOINT_KEY
-from uhrtex.losses import pixel_laplacian_loss
+from uhrtex.losses import band_l2, pixel_laplacian_loss
 
 
 class TextureStageModule(StageModule):
@@ -18,8 +18,13 @@ class TextureStageModule(StageModule):
 
     def loss_terms(self, pred, batch):
         mask = batch["mask"] if self.hparams.masked_loss else None
-        return pixel_laplacian_loss(pred, maps.TEXTURE.cat(batch), self.hparams.laplacian_weight, mask,
-                                    self.hparams.get("loss_norm", "l1"))
+        target = maps.TEXTURE.cat(batch)
+        terms = pixel_laplacian_loss(pred, target, self.hparams.laplacian_weight, mask, self.hparams.get("loss_norm", "l1"))
+        weight = self.hparams.get("band_weight", 0.0)
+        if weight:
+            terms["band"] = band_l2(pred, target, int(self.hparams.band_factor), mask)
+            terms["loss"] = terms["loss"] + weight * terms["band"]
+        return terms
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)

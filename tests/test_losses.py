@@ -74,3 +74,17 @@ def test_l2_norm_squares_both_terms():
     assert terms["l2"].item() == pytest.approx(0.25 / 9) and terms["laplacian"].item() == pytest.approx(4.0)
     with pytest.raises(ValueError, match="unknown loss norm 'l3'; valid: l1, l2"):
         pixel_laplacian_loss(pred, target, norm="l3")
+
+
+def test_band_l2_sees_only_detail_finer_than_the_factor():
+    from uhrtex.losses import band_l2
+
+    target = torch.zeros(1, 3, 16, 16)
+    smooth = torch.linspace(0, 1, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16) + 0.3  # a ramp + an offset
+    fine = target.clone()
+    fine[:, :, ::2, ::2] = 0.5  # detail finer than 1/4 resolution
+    assert band_l2(fine, target, 4, None).item() > 0.04
+    assert band_l2(smooth, target, 4, None).item() < 0.05 * band_l2(fine, target, 4, None).item()
+    assert band_l2(smooth, target, 4, None).item() < 0.002 * smooth.square().mean().item()
+    mask = torch.zeros(1, 1, 16, 16)
+    assert band_l2(fine, target, 4, mask).item() == 0.0

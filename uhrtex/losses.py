@@ -69,6 +69,20 @@ def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_wei
     return terms
 
 
+def detail_band(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """x − bilinear_up(avgpool_factor(x)): what a 1/factor-resolution view cannot carry (B×C×H×W, H, W divisible)."""
+    low = F.interpolate(F.avg_pool2d(x, factor), scale_factor=float(factor), mode="bilinear", align_corners=False)
+    return x - low
+
+
+def band_l2(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of the detail bands (not in the paper). The HFDR's job is the band the guide cannot carry;
+    on full maps that band is a small, sparse part of the error (low-frequency guide errors dominate), and L1's
+    median-seeking keeps it at ≈ 0. Supervising the band itself, squared, gives it its own gradient."""
+    d = detail_band(pred, factor) - detail_band(target, factor)
+    return masked_mean(d.square(), mask)
+
+
 class PixelLaplacianLoss(nn.Module):
     """Config-friendly wrapper: `PixelLaplacianLoss(laplacian_weight=2.0)(pred, target, mask) -> terms`."""
 
