@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from uhrtex.captures.environments import ROUGHNESS  # the skin roughness the captures are rendered with
 from uhrtex.captures.format import Camera
@@ -228,7 +229,12 @@ def render_preview(mesh: Mesh, textures: Mapping[str, torch.Tensor], camera: Cam
     cam = camera.scaled(size, round(size * camera.height / camera.width))
     renderer = Renderer("auto", device)
     buf = geometry_buffers(asset, cam, renderer)
-    tex = torch.cat([textures[k].float() for k in TEXTURE.names]).flip(-2).permute(1, 2, 0)[None].contiguous()
+    # A size² picture needs no more than 2·size texels across (linear filtering, no mips): area-downsampling the
+    # textures first avoids aliasing and the full-size copies (≈ 1.4 GB at 4096²).
+    side = min(next(iter(textures.values())).shape[-1], 2 * size)
+    small = [F.interpolate(textures[k].float()[None], size=(side, side), mode="area")[0]
+             if textures[k].shape[-1] != side else textures[k].float() for k in TEXTURE.names]
+    tex = torch.cat(small).flip(-2).permute(1, 2, 0)[None].contiguous()
     sampled = renderer.texture(tex, buf["uv"].clamp(0, 1)[None].contiguous(), filter_mode="linear",
                                boundary_mode="clamp")[0].permute(2, 0, 1)
     mask = buf["mask"].permute(2, 0, 1)

@@ -191,6 +191,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if f > 1 else y
 
 
+_BLEND_CHUNK = 1 << 21  # texels per blend chunk
+
+
 def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
                    template: Mapping[str, torch.Tensor], sigma: float,
                    inplace: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
@@ -219,17 +222,20 @@ def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
             t = F.interpolate(t[None], size=(res, res), mode="area" if t.shape[-1] > res else "bilinear")[0]
         c = tex.shape[0]
         tf, xf = t.reshape(c, -1), tex.reshape(c, -1)
-        tp = tf.index_select(1, part)  # the template where it shows
+        gain = None
         if name not in M.NORMAL_MAPS and n > 0:
             lin = name in M.SRGB_MAPS
             conv = srgb_to_linear if lin else (lambda v: v)
             a, b = conv(xf.index_select(1, seen)), conv(tf.index_select(1, seen))
-            gain = (a * cw).sum(1) / (b * cw).sum(1).clamp_min(1e-6)
-            gain = gain.clamp(0.1, 10)
-            tp = conv(tp) * gain[:, None]
-            tp = linear_to_srgb(tp) if lin else tp
+            gain = ((a * cw).sum(1) / (b * cw).sum(1).clamp_min(1e-6)).clamp(0.1, 10)
             gains[name] = [round(float(g), 4) for g in gain]
         o = xf.clamp_(0, 1) if inplace else xf.clamp(0, 1)  # w = 1: the texture itself
-        o[:, part] = (wp * xf.index_select(1, part) + (1 - wp) * tp).clamp(0, 1)
+        for s0 in range(0, part.numel(), _BLEND_CHUNK):  # chunks: the template's temporaries stay small
+            idx, wc = part[s0:s0 + _BLEND_CHUNK], wp[s0:s0 + _BLEND_CHUNK]
+            tp = tf.index_select(1, idx)  # the template where it shows
+            if gain is not None:
+                tp = conv(tp) * gain[:, None]
+                tp = linear_to_srgb(tp) if lin else tp
+            o[:, idx] = (wc * xf.index_select(1, idx) + (1 - wc) * tp).clamp(0, 1)
         out[name] = o.view_as(tex)
     return out, {"template_gain": gains}
