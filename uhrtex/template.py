@@ -38,8 +38,9 @@ def _pooled_sums(v: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch
     return F.avg_pool2d(v, 2) * 4, F.avg_pool2d(wt, 2) * 4
 
 
-def push_pull(tex: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Fill texels with weight 0 from coarser pyramid levels (C×H×W, weight 1×H×W in [0, 1]).
+def push_pull(tex: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Fill texels with weight 0 from coarser pyramid levels (C×H×W, weight 1×H×W in [0, 1]); `inplace` (float32
+    `tex`): the result overwrites `tex`.
 
     The finest level is handled one channel at a time (its weighted copy, the upsampled fill and the blend never
     exist for all channels at once): beside `tex` and the result, one channel's temporaries (≈ 1 GB less at 4096²
@@ -60,7 +61,7 @@ def push_pull(tex: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         a = wt.clamp(0, 1)
         filled = (v / wt.clamp_min(1e-8)).mul_(a).add_(up.mul_(1 - a))
     binary = bool(((wt0 == 0) | (wt0 == 1)).all())
-    out = torch.empty_like(tex, dtype=torch.promote_types(tex.dtype, torch.float32))
+    out = tex if inplace and tex.dtype == torch.float32 else torch.empty_like(tex, dtype=torch.promote_types(tex.dtype, torch.float32))
     a0 = wt0.clamp(0, 1)
     for k in range(c):
         up = F.interpolate(filled[:, k:k + 1], size=(h, w), mode="bilinear", align_corners=False)

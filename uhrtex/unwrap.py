@@ -314,7 +314,7 @@ def unwrap(maps: Mapping[str, torch.Tensor], mask: torch.Tensor, method: str = "
     if opts.fill:
         t0 = time.perf_counter()
         if float(cov.sum()) > 0:
-            tex = push_pull(tex, cov)
+            tex = push_pull(tex, cov, inplace=True)
         textures = _split_channels(tex.clamp_(0, 1), names)
         t1 = time.perf_counter()
         tpl = template or flat_template(res, dict(names))
