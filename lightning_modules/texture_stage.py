@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning_modules.base import StageModule
 from uhrtex import maps
 from uhrtex.checkpoint import CHECKPOINT_KEY
-from uhrtex.losses import band_l2, pixel_laplacian_loss
+from uhrtex.losses import band_loss, pixel_laplacian_loss
 
 
 class TextureStageModule(StageModule):
@@ -22,7 +22,7 @@ class TextureStageModule(StageModule):
         terms = pixel_laplacian_loss(pred, target, self.hparams.laplacian_weight, mask, self.hparams.get("loss_norm", "l1"))
         weight = self.hparams.get("band_weight", 0.0)
         if weight:
-            terms["band"] = band_l2(pred, target, int(self.hparams.band_factor), mask)
+            terms["band"] = band_loss(pred, target, int(self.hparams.band_factor), mask, self.hparams.get("band_norm", "l2"))
             terms["loss"] = terms["loss"] + weight * terms["band"]
         return terms
 

@@ -75,12 +75,15 @@ def detail_band(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x - low
 
 
-def band_l2(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error of the detail bands (not in the paper). The HFDR's job is the band the guide cannot carry;
-    on full maps that band is a small, sparse part of the error (low-frequency guide errors dominate), and L1's
-    median-seeking keeps it at ≈ 0. Supervising the band itself, squared, gives it its own gradient."""
+def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
+              norm: str = "l2") -> torch.Tensor:
+    """Mean error (`norm` l1 | l2) of the detail bands (not in the paper). The HFDR's job is the band the guide
+    cannot carry; on full maps that band is a small, sparse part of the error (low-frequency guide errors
+    dominate). Supervising the band itself gives it its own gradient."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
     d = detail_band(pred, factor) - detail_band(target, factor)
-    return masked_mean(d.square(), mask)
+    return masked_mean(NORMS[norm](d), mask)
 
 
 class PixelLaplacianLoss(nn.Module):
