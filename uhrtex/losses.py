@@ -2,9 +2,9 @@
 
     L = mean|P - T| + λ · mean|K * P - K * T|,   K = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
 
-`norm="l2"` squares both errors instead (not in the paper). Skin detail is sparse and only partly predictable
-from the image; L1's minimiser, the conditional median, is then ≈ 0 in the detail band, so an L1-trained HFDR
-learns to output the guide. L2's, the conditional mean, keeps the predictable part (docs/results.md, detail preset).
+`norm="l2"` squares both errors instead (not in the paper; tried for the detail band at the detail preset, where it
+made the HFDR's micronormal and specular detail anti-correlated with the GT: docs/results.md). `band_loss` adds an
+error on the detail band alone, which (with a masked loss and the HFDR's detail branch) is what fixed it.
 
 The Laplacian is a "valid" convolution (no padding), so image borders add no fake edges.
 With a mask, both terms are masked means: L1 over pixels with mask > 0 (weighted by the mask), the
@@ -79,7 +79,7 @@ def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch
               norm: str = "l2") -> torch.Tensor:
     """Mean error (`norm` l1 | l2) of the detail bands (not in the paper). The HFDR's job is the band the guide
     cannot carry; on full maps that band is a small, sparse part of the error (low-frequency guide errors
-    dominate). Supervising the band itself gives it its own gradient."""
+    dominate). Supervising the band itself gives it its own gradient (docs/results.md, detail preset)."""
     if norm not in NORMS:
         raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
     d = detail_band(pred, factor) - detail_band(target, factor)
