@@ -152,6 +152,19 @@ def _maps_out(w: _Writer, prefix: str, maps: dict[str, torch.Tensor], exr: bool)
         w.exr(f"{prefix}specular.exr", maps["specular"])
 
 
+def _photo_uv(image, mask, method, mesh, camera, uv, size: int = 512) -> torch.Tensor:
+    """The portrait itself unwrapped with the reconstruction's geometry at size² (observed texels only), for the
+    report: where the face lands in UV space, whatever the networks predict. From a ≤ 2·size copy: cheap at 4K."""
+    import torch.nn.functional as F
+
+    s = min(1.0, 2 * size / max(image.shape[-2:]))
+    small = F.interpolate(image[None].float(), scale_factor=s, mode="area")[0] if s < 1 else image.float()
+    m = F.interpolate(mask[None].float(), size=small.shape[-2:], mode="area")[0] if s < 1 else mask
+    opts = UnwrapOptions(resolution=size, fill=False)
+    res = unwrap({"photo": small}, m, method, mesh=mesh, camera=camera, uv=uv, options=opts)
+    return res.textures["photo"] * res.coverage
+
+
 def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
     """`image`: the portrait already decoded (what read_portrait returns); None reads args.portrait."""
     t_start = time.perf_counter()
@@ -270,8 +283,13 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
             if use_head:  # how much of the layout's face region the photo filled
                 region = face_region(uv_size) > 0.5
                 unwrap_info["face_uv_coverage"] = round(float((res.coverage > 0.5)[region].float().mean()), 4)
+        uv_photo = None
+        if method != "none":
+            uv_photo = _photo_uv(image, mask, "direct" if method == "optimize" else method, mesh, camera,
+                                 result["uv_pred"])
         w.png("report.png", report_image(image, tex_maps, uv_albedo, preview,
-                                         face.face.landmarks if face else None, face.face.box if face else None), 8)
+                                         face.face.landmarks if face else None, face.face.box if face else None,
+                                         uv_photo=uv_photo), 8)
         g = result["geometry"]
         manifest = {
             "portrait": str(Path(args.portrait).resolve()), "checkpoints": str(Path(args.ckpt).resolve()),

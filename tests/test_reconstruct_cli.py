@@ -115,7 +115,10 @@ def test_real_portrait_lands_on_the_face(astronaut_png, recon_ckpts, tmp_path, c
     albedo = uio.read_image(out / "albedo.png")
     assert float(albedo[:, ~mask].abs().max()) == 0 and float(albedo[:, mask].mean()) > 0.1
     report = uio.read_image(out / "report.png")
-    assert report.shape[-1] == 6 * report.shape[-2] - 6 * 18 and float(report.std()) > 0.05
+    side = report.shape[-2] - 18  # panels under an 18-px title row
+    assert report.shape[-1] == 7 * side and float(report.std()) > 0.05  # input, 3 maps, UV albedo, UV photo, preview
+    uv_photo = report[:, 18:, 5 * side:6 * side]
+    assert 0.15 < float((uv_photo.amax(0) > 0.05).float().mean()) < 0.6  # the photo fills the face region, not all
 
 
 def test_exr_no_crop_and_rewrite(astronaut_png, recon_ckpts, tmp_path, capsys):

@@ -1,6 +1,9 @@
 """`report.png`: one picture of a reconstruction, the first thing to look at.
 
-    input crop (face box + landmarks) | albedo | micronormal | specular | UV albedo | relit preview of the .glb
+    input crop (face box + landmarks) | albedo | micronormal | specular | UV albedo | UV photo | relit preview
+
+`UV photo` is the portrait itself unwrapped with the same geometry (observed texels only): where the face lands in
+the UV layout, independent of what the networks predict.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from PIL import Image, ImageDraw
 from uhrtex.panels import show
 
 PANEL = 384
-TITLES = ("input", "albedo", "micronormal", "specular", "UV albedo", "preview")
+TITLES = ("input", "albedo", "micronormal", "specular", "UV albedo", "UV photo")
 
 
 def _annotated_input(image: torch.Tensor, landmarks: np.ndarray | None, box, size: int) -> Image.Image:
@@ -34,14 +37,14 @@ def _annotated_input(image: torch.Tensor, landmarks: np.ndarray | None, box, siz
 
 def report_image(image: torch.Tensor, maps: Mapping[str, torch.Tensor], uv_albedo: torch.Tensor | None,
                  preview: torch.Tensor | None, landmarks: np.ndarray | None = None, box=None,
-                 size: int = PANEL) -> torch.Tensor:
+                 size: int = PANEL, uv_photo: torch.Tensor | None = None) -> torch.Tensor:
     """3×(size+title)×(n·size) float in [0, 1]: the panels that exist, titled, left to right."""
     pics = [_annotated_input(image, landmarks, box, size)]
-    for x in (maps["albedo"], maps["micronormal"], maps["specular"], uv_albedo):
+    panels = (image, maps["albedo"], maps["micronormal"], maps["specular"], uv_albedo, uv_photo)
+    for x in panels[1:]:
         if x is not None:
             pics.append(Image.fromarray((show(x, size).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)))
-    titles = [t for t, x in zip(TITLES, (image, *(maps[k] for k in ("albedo", "micronormal", "specular")), uv_albedo))
-              if x is not None]
+    titles = [t for t, x in zip(TITLES, panels) if x is not None]
     if preview is not None:  # the preview's lightings side by side: keep its aspect, height = size
         p = show(preview[:, :, : preview.shape[1]], size)
         pics.append(Image.fromarray((p.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)))
