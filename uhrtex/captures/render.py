@@ -73,6 +73,15 @@ def make_camera(camera_seed: int, resolution: int, jitter: bool = True, frame: F
     return cam, p
 
 
+def framed_camera(verts: torch.Tensor, camera_seed: int, resolution: int, jitter: bool = True,
+                  framing: str = "auto") -> tuple[Camera, dict]:
+    """`make_camera` for a head mesh (N x 3 world vertices): "auto" framed on the mesh (`framing.py`), "fixed" on
+    `TARGET` / `FRAME_HALF_HEIGHT`. Both renderers use it, so an asset gets the same camera in each."""
+    if framing not in ("auto", "fixed"):
+        raise ValueError(f"framing={framing!r} is not supported; use auto (framed on the mesh) or fixed")
+    return make_camera(camera_seed, resolution, jitter, head_frame(verts) if framing == "auto" else None)
+
+
 def _eye_and_rot(cam: Camera) -> tuple[torch.Tensor, torch.Tensor]:
     m = cam.extrinsics()
     rot = m[:3, :3]
@@ -226,10 +235,8 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
         tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint, asset.stamp)
         asset = asset.head(device)
     framing = framing or ("fixed" if isinstance(asset, HeadAsset) else "auto")
-    if framing not in ("auto", "fixed"):
-        raise ValueError(f"framing={framing!r} is not supported; use auto (framed on the mesh) or fixed")
+    cam, cam_params = framed_camera(asset.mesh.verts, camera_seed, resolution, camera_jitter, framing)
     auto = framing == "auto"
-    cam, cam_params = make_camera(camera_seed, resolution, camera_jitter, head_frame(asset.mesh.verts) if auto else None)
     mip = tex_res > 2 * resolution
     key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter, framing)
     if key in _GEOMETRY_CACHE:  # consecutive lightings of one subject and camera reuse the raster pass

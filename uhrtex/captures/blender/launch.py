@@ -3,7 +3,7 @@ multilayer EXR into the ingest folder layout (uhrtex/captures/ingest.py), read i
 
     # a procedural head (same asset, camera and lighting ids as the built-in renderer)
     python -m uhrtex.captures.blender.launch --seed 3 --lighting studio_r090 --resolution 512 --samples 64 OUT
-    # a user's scanned head
+    # a user's scanned head (a folder of them: make_captures captures.assets=DIR captures.renderer=blender)
     python -m uhrtex.captures.blender.launch --obj head.obj --albedo a.png --normal n.png --specular s.png \\
         --lighting city_r000 --resolution 4096 --samples 1024 OUT [--store data/captures/4096]
 
@@ -14,6 +14,7 @@ Blender is found as `$UHRTEX_BLENDER` (a `blender` binary or a Python with bpy),
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -29,7 +30,6 @@ from uhrtex import io as uio
 from uhrtex.captures.environments import load_environment
 from uhrtex.captures.format import Camera
 from uhrtex.captures.heads import UV_LAYOUT, head_asset
-from uhrtex.captures.heads.mesh import read_obj
 
 SCENE = Path(__file__).with_name("scene.py")
 REPO = Path(__file__).resolve().parents[3]
@@ -98,10 +98,12 @@ def split_passes(exr: Path, folder: Path) -> None:
 
 def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting: str, camera: Camera, samples: int = 64,
                   seed: int = 0, threads: int | None = None, meta: dict | None = None, denoise: bool = False,
-                  max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False, env_source: str | None = None) -> Path:
-    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ with UVs and three maps works.
+                  max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False, env_source: str | None = None,
+                  mesh_to_world=None, clip: tuple[float, float] | None = None) -> Path:
+    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ/glTF/GLB with UVs and three maps works.
 
-    `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.captures.envdir`); Cycles reads it as is."""
+    `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.captures.envdir`); Cycles reads it as is.
+    `mesh_to_world`: 3 x 3 from the file's axes and units to uhrtex world (an asset's scale and axes); `clip`: near, far."""
     from uhrtex.captures.environments import ROUGHNESS
 
     folder = Path(folder)
@@ -118,6 +120,10 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
            "threads": threads, "roughness": ROUGHNESS, "ior": 1.5, "max_bounces": int(max_bounces), "denoise": bool(denoise),
            "environment": {"image": str(env_path.resolve()), "rotation_deg": env.rotation_deg, "strength": env.exposure},
            "output": str((folder / RENDER_FILE).resolve())}
+    if mesh_to_world is not None:
+        job["mesh_to_world"] = [[float(x) for x in row] for row in mesh_to_world]
+    if clip is not None:
+        job["clip"] = [float(x) for x in clip]
     t0 = time.perf_counter()
     exr = run_scene(job, folder / "_job.json", timeout)
     seconds = time.perf_counter() - t0
@@ -136,7 +142,9 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
 
 def read_obj_check(obj) -> None:
     """Fail fast, in one line, on a mesh Blender would render without UVs."""
-    read_obj(obj)  # raises MeshError: missing file / no faces / no UVs
+    from uhrtex.captures.assets import read_mesh
+
+    read_mesh(Path(obj))  # raises MeshError: missing file / no faces / no UVs
 
 
 def export_cached(seed: int, texture_resolution: int, root: Path) -> dict[str, Path]:
@@ -152,29 +160,69 @@ def export_cached(seed: int, texture_resolution: int, root: Path) -> dict[str, P
     return export_asset(seed, texture_resolution, d)
 
 
-def render_capture(subject_seed: int, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
+def noise_seed(subject: str, camera_seed: int) -> int:
+    """Cycles' seed of a capture: from the subject id and camera, so a head renders alike as a procedural head and as
+    its exported asset folder (same id), and every subject and camera gets its own noise."""
+    return int(hashlib.sha256(f"{subject}__c{int(camera_seed):02d}".encode()).hexdigest()[:8], 16) % 2**31
+
+
+def asset_maps(asset, root: Path) -> dict[str, Path]:
+    """An asset's {albedo, micronormal, specular} files for Blender: its own where they hold the capture conventions
+    (PNG/JPEG/TIFF, OpenGL normals, specular or gloss), else converted once by `assets.convert_map` into a 16-bit PNG
+    under `root` (EXR maps, DirectX normals, roughness), in a folder named by the asset's stamp (an edit re-converts)."""
+    from uhrtex.captures.assets import convert_map, read_map
+
+    s = asset.settings
+    tag = hashlib.sha256(repr((str(asset.folder.resolve()), asset.stamp, sorted(s.items()))).encode()).hexdigest()[:12]
+    out = {}
+    for kind, path in asset.maps.items():
+        exr = path.suffix.lower() == ".exr"
+        if not (exr or (kind, s["normal_convention"]) == ("micronormal", "directx") or (kind, s["specular_kind"]) == ("specular", "roughness")):
+            out[kind] = path
+            continue
+        out[kind] = root / f"{asset.subject_id}-{tag}" / f"{kind}.png"
+        if not out[kind].is_file():
+            uio.write_png(out[kind], convert_map(kind, read_map(asset.name, kind, path), s, exr), bits=16)
+    return out
+
+
+def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                    samples: int = 64, workdir: str | Path | None = None, keep_folder: bool = False, threads: int | None = None,
-                   timeout: float | None = None, environments=None, **_):
+                   timeout: float | None = None, environments=None, asset=None, framing: str | None = None,
+                   camera_jitter: bool = True, **_):
     """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture.
 
-    `environments`: a folder of your own equirect HDR maps, extra lightings as in the built-in renderer."""
+    `environments`: a folder of your own equirect HDR maps, extra lightings as in the built-in renderer.
+    `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) instead of the procedural head of `subject_seed`:
+    Cycles reads its mesh and maps, placed by its scale and axes. `framing`: auto | fixed, as in the built-in renderer
+    (default: auto for assets, fixed for procedural heads)."""
     import tempfile
 
-    from uhrtex.captures.ingest import read_capture_folder
+    from uhrtex.captures.assets import axes_rotation
     from uhrtex.captures.envdir import resolve_lighting
-    from uhrtex.captures.render import make_camera
+    from uhrtex.captures.framing import fitted_near_far
+    from uhrtex.captures.ingest import read_capture_folder
+    from uhrtex.captures.render import framed_camera
 
-    tex_res = int(texture_resolution or resolution)
     root = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "uhrtex_blender"
-    files = export_cached(int(subject_seed), tex_res, root / "assets")
-    cam, cam_params = make_camera(camera_seed, resolution)
-    asset_meta = head_asset(int(subject_seed), tex_res).meta() | {"files": {k: str(v) for k, v in files.items()}}
+    if asset is None:
+        tex_res = int(texture_resolution or resolution)
+        head = head_asset(int(subject_seed), tex_res)
+        files = export_cached(int(subject_seed), tex_res, root / "assets")
+        verts, mesh_meta, to_world = head.mesh.verts, head.meta() | {"files": {k: str(v) for k, v in files.items()}}, None
+    else:
+        s = asset.settings
+        files = {"obj": asset.obj, **asset_maps(asset, root / "assets")}
+        verts, mesh_meta = asset.mesh().verts, asset.meta()
+        to_world = (float(s["scale"]) * axes_rotation(s["up"], s["forward"])).tolist()
+    framing = framing or ("fixed" if asset is None else "auto")
+    cam, cam_params = framed_camera(verts, camera_seed, resolution, camera_jitter, framing)
     name, env_source = resolve_lighting(lighting, environments)
-    folder = root / "captures" / f"s{subject_seed:04d}__{name}__c{camera_seed:02d}_{resolution}_{samples}"
+    folder = root / "captures" / f"{mesh_meta['subject']}__{name}__c{camera_seed:02d}_{resolution}_{samples}_{framing}"
     render_folder(folder, obj=files["obj"], albedo=files["albedo"], normal=files["micronormal"], specular=files["specular"],
-                  lighting=name, camera=cam, samples=samples, seed=int(subject_seed) * 1000 + int(camera_seed), threads=threads,
-                  meta={"subject": asset_meta["subject"], "mesh": asset_meta, "camera_params": cam_params}, timeout=timeout,
-                  env_source=env_source)
+                  lighting=name, camera=cam, samples=samples, seed=noise_seed(mesh_meta["subject"], camera_seed), threads=threads,
+                  meta={"subject": mesh_meta["subject"], "mesh": mesh_meta, "camera_params": cam_params}, timeout=timeout,
+                  env_source=env_source, mesh_to_world=to_world, clip=fitted_near_far(verts, cam.extrinsics()))
     capture = read_capture_folder(folder)
     if not keep_folder:
         shutil.rmtree(folder, ignore_errors=True)

@@ -4,14 +4,16 @@
     blender -b --python scene.py -- --job job.json             # or a Blender install
 
 job.json (written by launch.py; any user head works the same way):
-    obj                       OBJ with UVs (ours: y up, face +z; imported with Blender's Y-up -> Z-up conversion)
+    obj                       OBJ, glTF or GLB with UVs (ours: y up, face +z; imported with Blender's Y-up -> Z-up conversion)
+    mesh_to_world             optional 3 x 3: the file's axes and units -> ours (an asset's scale and up/forward axes)
     albedo, normal, specular  texture files (albedo sRGB; tangent-space OpenGL normal map; specular linear)
     camera                    OpenCV camera of uhrtex.captures.format (fx fy cx cy width height world_to_camera)
     environment               {"image": EXR path, "rotation_deg": about the vertical axis, "strength": exposure}
+    clip                      optional [near, far] of the camera (world units)
     resolution, samples, seed, threads, roughness, ior, max_bounces, denoise, output (a .exr path)
 
 Material: Principled BSDF with Base Color <- albedo, Normal <- Normal Map (tangent space) <- normal
-texture, Specular IOR Level <- specular, fixed Roughness / IOR. World: Environment Texture with
+texture, Specular IOR Level <- specular (red channel), fixed Roughness / IOR. World: Environment Texture with
 Generated coordinates rotated about z by a Mapping node, Background strength = exposure.
 Output: one multilayer EXR (float32): the Combined pass (linear radiance) and AOVs written from the
 shader: `albedo` (linear colour of the albedo texture), `micronormal` (normal texture, decoded to
@@ -72,15 +74,31 @@ def reset_scene(job):
     return scene
 
 
-def import_head(path):
+def import_head(path, mesh_to_world=None):
+    """The mesh objects of an OBJ/glTF/GLB, in Blender axes; other imported objects (glTF lights, cameras) never render."""
     path = Path(path)
     if not path.is_file():
         raise SceneError(f"{path}: mesh file does not exist")
     before = set(bpy.data.objects)
-    bpy.ops.wm.obj_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
-    objs = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    if path.suffix.lower() in (".glb", ".gltf"):  # glTF is y up: the importer applies the same Y-up -> Z-up
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    else:
+        bpy.ops.wm.obj_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
+    new = [o for o in bpy.data.objects if o not in before]
+    objs = [o for o in new if o.type == "MESH"]
     if not objs:
-        raise SceneError(f"{path}: no mesh objects imported; is it a valid OBJ?")
+        raise SceneError(f"{path}: no mesh objects imported; is it a valid OBJ, glTF or GLB file?")
+    for o in new:
+        o.hide_render = o.type != "MESH"
+    if mesh_to_world is not None:  # ours = M file and the import applied W2B to the file: place by W2B M W2B^-1
+        import mathutils
+
+        m = [list(r) + [0.0] for r in mesh_to_world] + [[0.0, 0.0, 0.0, 1.0]]
+        w2b = mathutils.Matrix(WORLD_TO_BLENDER)
+        place = w2b @ mathutils.Matrix(m) @ w2b.inverted()
+        for o in new:
+            if o.parent is None:
+                o.matrix_world = place @ o.matrix_world
     for o in objs:
         if not o.data.uv_layers:
             raise SceneError(f"{path}: mesh '{o.name}' has no UVs; unwrap it and re-export with texture coordinates")
@@ -123,7 +141,9 @@ def head_material(job, uv_name):
     L(tex["albedo"].outputs["Color"], bsdf.inputs["Base Color"])
     L(tex["normal"].outputs["Color"], nmap.inputs["Color"])
     L(nmap.outputs["Normal"], bsdf.inputs["Normal"])
-    L(tex["specular"].outputs["Color"], bsdf.inputs["Specular IOR Level"])
+    spec = N("ShaderNodeSeparateColor")  # the first channel, as the built-in renderer reads an RGB specular map
+    L(tex["specular"].outputs["Color"], spec.inputs["Color"])
+    L(spec.outputs["Red"], bsdf.inputs["Specular IOR Level"])
     out = N("ShaderNodeOutputMaterial")
     L(bsdf.outputs["BSDF"], out.inputs["Surface"])
 
@@ -142,7 +162,7 @@ def head_material(job, uv_name):
     decode.inputs[1].default_value = (2.0, 2.0, 2.0)
     decode.inputs[2].default_value = (-1.0, -1.0, -1.0)
     aov("micronormal", decode.outputs["Vector"])
-    aov("specular", tex["specular"].outputs["Color"])
+    aov("specular", spec.outputs["Red"])
     aov("uv", uvmap.outputs["UV"])
     geo = N("ShaderNodeNewGeometry")
     to_cam = N("ShaderNodeVectorTransform")
@@ -189,7 +209,7 @@ def camera(job):
     data.lens = fy * data.sensor_height / H
     size = max(W, H)
     data.shift_x, data.shift_y = (W / 2 - cx) / size, (cy - H / 2) / size
-    data.clip_start, data.clip_end = 0.05, 1000.0
+    data.clip_start, data.clip_end = job.get("clip", (0.05, 1000.0))
     obj = bpy.data.objects.new("uhrtex_cam", data)
     bpy.context.scene.collection.objects.link(obj)
     gl_w2c = _matmul(GL_FROM_CV, c["world_to_camera"])
@@ -202,7 +222,7 @@ def camera(job):
 
 def render(job):
     scene = reset_scene(job)
-    objs = import_head(job["obj"])
+    objs = import_head(job["obj"], job.get("mesh_to_world"))
     mat = head_material(job, objs[0].data.uv_layers[0].name)
     for o in objs:
         o.data.materials.append(mat)
