@@ -90,12 +90,12 @@ def make_captures(store: CaptureStore, items: Sequence[PlannedCapture], resoluti
     """Render the missing `items` into `store`; returns {"written": keys, "skipped": keys}.
 
     `assets` (from `uhrtex.captures.assets.load_assets`, validated already): items with a `subject` render
-    the asset of that subject id (built-in renderer only, for now).
+    the asset of that subject id (built-in and Blender renderers).
     """
     render = renderer(renderer_name)
     by_subject = {a.subject_id: a for a in assets or ()}
-    if by_subject and renderer_name != "builtin":
-        raise ValueError(f"captures.assets with captures.renderer={renderer_name} is not supported yet; use captures.renderer=builtin")
+    if by_subject and renderer_name not in ("builtin", "blender"):
+        raise ValueError(f"captures.assets with captures.renderer={renderer_name} is not supported; use captures.renderer=builtin or blender")
     unknown = sorted({it.subject for it in items if it.subject is not None and it.subject not in by_subject})
     if unknown:
         raise ValueError(f"planned captures name assets {unknown[:3]} that were not loaded; pass assets=load_assets(DIR)")
