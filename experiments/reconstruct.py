@@ -254,6 +254,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
             finally:
                 if steps is not None:
                     steps.close()
+            template = None  # its full-size textures are blended in: free them before the export (≈ 0.5 GB at 4K)
             timings["unwrap"] = time.perf_counter() - t0
             _maps_out(w, "uv_", res.textures, args.exr)
             uv_albedo = res.textures["albedo"]
