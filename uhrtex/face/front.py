@@ -126,4 +126,4 @@ def face_mask(face: Face, height: int, width: int) -> torch.Tensor:
     hull = xy[ConvexHull(xy).vertices]
     img = Image.new("L", (width, height), 0)
     ImageDraw.Draw(img).polygon([(float(x) - 0.5, float(y) - 0.5) for x, y in hull], fill=255)  # PIL: pixel centres
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]
+    return torch.from_numpy(np.asarray(img)).to(torch.float32).div_(255.0)[None]  # torch: threaded, ~4x numpy
