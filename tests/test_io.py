@@ -170,3 +170,19 @@ def test_srgb_helpers():
     assert abs(float(uio.srgb_to_linear(torch.tensor(0.5))) - 0.21404) < 1e-4
     assert float(uio.linear_to_srgb(torch.tensor(0.0))) == 0.0
     assert np.isclose(float(uio.linear_to_srgb(torch.tensor(1.0))), 1.0, atol=1e-6)
+
+
+def test_blocked_quantiser_matches_whole_array_rounding():
+    """`quantize_hwc` works in row blocks (memory); it must give the bytes one whole-array pass gives."""
+    from uhrtex.io import QUANTIZE_ROWS, quantize_hwc
+
+    x = torch.rand(3, QUANTIZE_ROWS + 37, 70, generator=torch.Generator().manual_seed(0))
+    x[0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 0.0, 1.0])  # exact halves
+    ref16 = torch.from_numpy(np.ascontiguousarray(x.numpy().transpose(1, 2, 0))).double().mul_(65535).round_()
+    assert np.array_equal(quantize_hwc(x, 16), ref16.to(torch.uint16).numpy())
+    ref8 = (x[[2, 1, 0]].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    assert np.array_equal(quantize_hwc([x], 8, half_up=True, clamp=True, order=[2, 1, 0]), ref8)
+    r = x[:1]
+    planes = torch.cat([torch.ones_like(r), r, torch.zeros_like(r)])
+    ref = (planes.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    assert np.array_equal(quantize_hwc([1.0, r, 0.0], 8, half_up=True, clamp=True), ref)  # constants as channels
