@@ -160,7 +160,7 @@ def _photo_uv(image, mask, method, mesh, camera, uv, size: int = 512) -> torch.T
     s = min(1.0, 2 * size / max(image.shape[-2:]))
     small = F.interpolate(image[None].float(), scale_factor=s, mode="area")[0] if s < 1 else image.float()
     m = F.interpolate(mask[None].float(), size=small.shape[-2:], mode="area")[0] if s < 1 else mask
-    opts = UnwrapOptions(resolution=size, fill=False)
+    opts = UnwrapOptions(resolution=size, fill=False, depth_resolution=2 * size)
     res = unwrap({"photo": small}, m, method, mesh=mesh, camera=camera, uv=uv, options=opts)
     return res.textures["photo"] * res.coverage
 
@@ -284,6 +284,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
             if use_head:  # how much of the layout's face region the photo filled
                 region = face_region(uv_size) > 0.5
                 unwrap_info["face_uv_coverage"] = round(float((res.coverage > 0.5)[region].float().mean()), 4)
+        t0 = time.perf_counter()
         uv_photo = None
         if method != "none":
             uv_photo = _photo_uv(image, mask, "direct" if method == "optimize" else method, mesh, camera,
@@ -291,6 +292,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
         w.png("report.png", report_image(image, tex_maps, uv_albedo, preview,
                                          face.face.landmarks if face else None, face.face.box if face else None,
                                          uv_photo=uv_photo), 8)
+        timings["report"] = time.perf_counter() - t0
         g = result["geometry"]
         manifest = {
             "portrait": str(Path(args.portrait).resolve()), "checkpoints": str(Path(args.ckpt).resolve()),
