@@ -10,8 +10,9 @@ resized to the model's input, the maps are masked to the face, and the landmarks
 drives the unwrap. Writes into DIR (see docs/reconstruction.md): albedo.png (sRGB 8-bit), micronormal.png,
 specular.png (16-bit), mask.png; with --exr the same as EXR (albedo linear); when unwrapping uv_albedo.png,
 uv_micronormal.png, uv_specular.png, uv_coverage.png, head.glb (PBR material) and preview.png (the textured head
-under two environments); report.png (input with landmarks | maps | UV albedo | preview); manifest.json last. Everything is written to a staging folder beside DIR and moved in only
-when complete, so a crash leaves no partial output. Bad input: one line on stderr, exit status 2.
+under two environments); report.png (input with landmarks | maps | UV albedo | UV photo | preview); manifest.json
+last. Everything is written to a staging folder beside DIR and moved in only when complete, so a crash leaves no
+partial output. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from experiments.errors import UsageError
 from uhrtex import io as uio
 from uhrtex.checkpoint import CheckpointError
 from uhrtex.face.front import FaceNotFoundError, crop_to_face, face_mask, find_face
+from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.face.landmarker import FaceModelsMissing
 from uhrtex.mesh import Camera, MeshError, check_camera, load_camera, load_obj
-from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.pipeline import InputError, Reconstructor
 from uhrtex.report import report_image
 from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
