@@ -22,8 +22,9 @@ from datamodules.captures import split_subjects
 from uhrtex import maps
 from uhrtex.captures.format import split_key
 from uhrtex.captures.store import CaptureStore
-from uhrtex.losses import detail_band, laplacian
+from uhrtex.losses import laplacian
 from uhrtex.metrics.detail import detail_metrics
+from uhrtex.networks.unet import detail_band
 
 
 def small_cnn(width: int, layers: int = 3, kernel: int = 5) -> torch.nn.Sequential:

@@ -27,6 +27,7 @@ from uhrtex.captures.format import split_key
 from uhrtex.captures.store import CaptureStore
 from uhrtex.face.geometry import face_region, landmark_mesh, landmark_uv_map
 from uhrtex.face.landmarker import landmarks
+from uhrtex.metrics.image import psnr
 from uhrtex.unwrap import UnwrapOptions, unwrap
 
 
@@ -38,8 +39,7 @@ def _uv_error(uv: torch.Tensor, cov: torch.Tensor, cap: dict, res: int) -> tuple
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> float:
-    mse = float(((a - b) ** 2)[:, m].mean()) if bool(m.any()) else math.nan
-    return 10 * math.log10(1 / mse) if mse and mse > 0 else math.nan
+    return float(psnr(a[None], b[None], m[None, None])[0])
 
 
 def evaluate(store: CaptureStore, key: str, rec, res: int) -> dict[str, float]:

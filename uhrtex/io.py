@@ -211,25 +211,36 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def _to_hwc(path, x: torch.Tensor | np.ndarray, check_range: bool) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] not in (1, 2, 3, 4):
-        raise _fail(path, f"cannot write an array of shape {list(arr.shape)}", "pass C x H x W with C in 1..4")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
+def _checked_chw(path, x: torch.Tensor | np.ndarray, check_range: bool, clamp: bool = False) -> torch.Tensor:
+    """C×H×W (or H×W) as a float32 tensor (no copy when it is one already), validated: C in 1..4, finite values and,
+    with `check_range` and not `clamp`, values in [0, 1]. Other dtypes are converted to float32 first."""
+    t = (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))).detach().cpu()
+    if t.dim() == 2:
+        t = t[None]
+    if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
+        raise _fail(path, f"cannot write an array of shape {list(t.shape)}", "pass C x H x W with C in 1..4")
+    if t.dtype != torch.float32:
+        t = t.float()
+    if not bool(torch.isfinite(t).all()):
         raise _fail(path, "refusing to write NaN/Inf values", "fix the values first")
-    if check_range and (arr.min() < 0 or arr.max() > 1):
-        raise _fail(path, f"values in [{arr.min():.4g}, {arr.max():.4g}] are outside [0, 1]",
-                    "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
-    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+    if check_range and not clamp:
+        lo, hi = float(t.min()), float(t.max())
+        if lo < 0 or hi > 1:
+            raise _fail(path, f"values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]",
+                        "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
+    return t
 
 
-def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int]) -> bytes:
+def _to_hwc(path, x: torch.Tensor | np.ndarray, check_range: bool) -> np.ndarray:
+    t = _checked_chw(path, x, check_range)
+    return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
+
+
+def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int], to_bgr: bool = True) -> bytes:
+    """`to_bgr=False`: the channels are in OpenCV's BGR(A) order already."""
     import cv2
 
-    if hwc.shape[2] >= 3:
+    if to_bgr and hwc.shape[2] >= 3:
         hwc = hwc[..., [2, 1, 0, *range(3, hwc.shape[2])]]
     ok, buf = cv2.imencode(suffix, np.ascontiguousarray(hwc), params)
     if not ok:
@@ -272,27 +283,13 @@ def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int =
     path = Path(path)
     if bits not in (8, 16):
         raise _fail(path, f"PNG bit depth {bits} is not supported", "use bits=8 or bits=16")
-    t = (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))).detach().cpu()
-    if t.dim() == 2:
-        t = t[None]
-    if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
-        raise _fail(path, f"cannot write an array of shape {list(t.shape)}", "pass C x H x W with C in 1..4")
-    if t.is_floating_point():
-        if not bool(torch.isfinite(t).all()):
-            raise _fail(path, "refusing to write NaN/Inf values", "fix the values first")
-        lo, hi = float(t.min()), float(t.max())
-        if not clamp and (lo < 0 or hi > 1):
-            raise _fail(path, f"values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]",
-                        "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
+    t = _checked_chw(path, x, check_range=True, clamp=clamp)
     # float64 in row blocks (threaded torch ops): the same bytes as one float64 pass, a few MB of temporaries
     bgr = [2, 1, 0, *range(3, t.shape[0])] if t.shape[0] >= 3 else None
     q = quantize_hwc(t, bits, clamp=clamp, order=bgr)
     import cv2
 
-    ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise _fail(path, f"encoder failed for {q.dtype} x{q.shape[2]}", "check channels and bit depth")
-    write_bytes_atomic(path, buf.tobytes())
+    write_bytes_atomic(path, _encode_cv2(path, q, ".png", [cv2.IMWRITE_PNG_COMPRESSION, compression], to_bgr=False))
 
 
 def write_jpeg(path: str | os.PathLike, x: torch.Tensor | np.ndarray, quality: int = 95) -> None:

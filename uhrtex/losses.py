@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uhrtex.networks.unet import detail_band
+
 LAPLACIAN_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 _CROSS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -47,12 +49,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 NORMS = {"l1": torch.abs, "l2": torch.square}
 
 
+def _error(norm: str):
+    if norm not in NORMS:
+        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
+    return NORMS[norm]
+
+
 def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_weight: float = 1.0,
                          mask: torch.Tensor | None = None, norm: str = "l1") -> dict[str, torch.Tensor]:
     """{"loss": pixel + λ·lap, norm ("l1" | "l2"): the pixel term, "laplacian": ...}; mask is B×1×H×W in [0, 1] or None."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
-    err = NORMS[norm]
+    err = _error(norm)
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if mask is not None and (mask.shape[1] != 1 or mask.shape[-2:] != pred.shape[-2:]):
@@ -69,21 +75,13 @@ def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_wei
     return terms
 
 
-def detail_band(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """x − bilinear_up(avgpool_factor(x)): what a 1/factor-resolution view cannot carry (B×C×H×W, H, W divisible)."""
-    low = F.interpolate(F.avg_pool2d(x, factor), scale_factor=float(factor), mode="bilinear", align_corners=False)
-    return x - low
-
-
 def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
               norm: str = "l2") -> torch.Tensor:
     """Mean error (`norm` l1 | l2) of the detail bands (not in the paper). The HFDR's job is the band the guide
     cannot carry; on full maps that band is a small, sparse part of the error (low-frequency guide errors
     dominate). Supervising the band itself gives it its own gradient (docs/results.md, detail preset)."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
-    d = detail_band(pred, factor) - detail_band(target, factor)
-    return masked_mean(NORMS[norm](d), mask)
+    err = _error(norm)
+    return masked_mean(err(detail_band(pred, factor) - detail_band(target, factor)), mask)
 
 
 class PixelLaplacianLoss(nn.Module):

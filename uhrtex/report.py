@@ -20,9 +20,13 @@ PANEL = 384
 TITLES = ("input", "albedo", "micronormal", "specular", "UV albedo", "UV photo")
 
 
+def _picture(x: torch.Tensor, size: int) -> Image.Image:
+    return Image.fromarray((show(x, size).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
 def _annotated_input(image: torch.Tensor, landmarks: np.ndarray | None, box, size: int) -> Image.Image:
     h, w = image.shape[-2:]
-    pic = Image.fromarray((show(image, size).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    pic = _picture(image, size)
     if landmarks is None:
         return pic
     d = ImageDraw.Draw(pic)
@@ -43,11 +47,10 @@ def report_image(image: torch.Tensor, maps: Mapping[str, torch.Tensor], uv_albed
     panels = (image, maps["albedo"], maps["micronormal"], maps["specular"], uv_albedo, uv_photo)
     for x in panels[1:]:
         if x is not None:
-            pics.append(Image.fromarray((show(x, size).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)))
+            pics.append(_picture(x, size))
     titles = [t for t, x in zip(TITLES, panels) if x is not None]
     if preview is not None:  # the preview's lightings side by side: keep its aspect, height = size
-        p = show(preview[:, :, : preview.shape[1]], size)
-        pics.append(Image.fromarray((p.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)))
+        pics.append(_picture(preview[:, :, : preview.shape[1]], size))
         titles.append("preview")
     title_h = 18
     sheet = Image.new("RGB", (size * len(pics), size + title_h), (24, 24, 24))

@@ -43,6 +43,15 @@ DETAIL_CHANNELS = 3  # detail_skip: the image, the first channels of every input
 _OUTPUTS = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "clamp": lambda x: x.clamp(0.0, 1.0)}
 
 
+def detail_band(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """x − bilinear_up(avgpool_factor(x)): what a 1/factor-resolution view cannot carry (B×C×H×W, H and W divisible
+    by factor; factor ≤ 1 returns x). The HFDR's detail skip and the band loss (`uhrtex.losses.band_loss`)."""
+    if factor <= 1:
+        return x
+    low = F.interpolate(F.avg_pool2d(x, factor), scale_factor=float(factor), mode="bilinear", align_corners=False)
+    return x - low
+
+
 def _detail_branch(cin: int, width: int, cout: int, layers: int = 3, kernel: int = 5) -> nn.Sequential:
     mods: list[nn.Module] = []
     for i in range(layers):
@@ -163,12 +172,8 @@ class UNet(nn.Module):
         return math.lcm(2 ** (self.levels - 1), max(self.detail_skip, 1))
 
     def detail_band(self, x: torch.Tensor) -> torch.Tensor:
-        """The image channels' detail above the 1/detail_skip resolution: x - bilinear_up(avgpool(x))."""
-        img, f = x[:, :DETAIL_CHANNELS], self.detail_skip
-        if f <= 1:
-            return img
-        low = F.interpolate(F.avg_pool2d(img, f), scale_factor=float(f), mode="bilinear", align_corners=False)
-        return img - low
+        """The image channels' detail above the 1/detail_skip resolution (`detail_band`)."""
+        return detail_band(x[:, :DETAIL_CHANNELS], self.detail_skip)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
