@@ -10,7 +10,7 @@ from uhrtex.face.geometry import face_region, landmark_uv, landmark_uv_map
 from uhrtex.face.landmarker import N_LANDMARKS, Face, landmarks
 
 skimage_data = pytest.importorskip("skimage.data")
-UV_TOLERANCE_TEXELS = 12.0  # median landmark-geometry uv error on a 1024² layout (measured 5-8 on held-out heads)
+UV_TOLERANCE_TEXELS = 12.0  # median landmark-geometry uv error on a 1024² layout (measured 6.4 and 9.0 on the two held-out heads)
 
 
 @pytest.fixture(scope="module")
