@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", required=True)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--kernel", type=int, default=5)
     ap.add_argument("--loss", choices=("l2", "l1"), default="l2", help="on the band and its Laplacian (×2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return detail_band(cap["image"][None], 4), detail_band(gt, 4), cap["mask"][None], gt
 
     train = [load(k) for k in subset("train")]
-    net = small_cnn(args.width)
+    net = small_cnn(args.width, args.layers, args.kernel)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     err = torch.square if args.loss == "l2" else torch.abs
     scale = 1e4 if args.loss == "l2" else 1e2  # Adam is scale-free; this only keeps the logged numbers readable
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             out = torch.cat([net(x[..., r:r + 512, :]) for r in range(0, x.shape[-2], 512)], -2)
             for k, v in detail_metrics(out + 0.5, gt, m, 8).items():
                 result[k] = result.get(k, 0.0) + float(v[0]) / len(subset("test"))
-    print(json.dumps({"test": subset("test"), "steps": args.steps, "width": args.width, "loss": args.loss,
+    print(json.dumps({"test": subset("test"), "steps": args.steps, "width": args.width, "layers": args.layers,
+                      "kernel": args.kernel, "loss": args.loss,
                       **{k: round(v, 4) for k, v in result.items()}}))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning_modules.base import StageModule
 from uhrtex import maps
 from uhrtex.checkpoint import CHECKPOINT_KEY
-from uhrtex.losses import band_loss, pixel_laplacian_loss
+from uhrtex.losses import band_energy_loss, band_loss, pixel_laplacian_loss
 
 
 class TextureStageModule(StageModule):
@@ -24,6 +24,10 @@ class TextureStageModule(StageModule):
         if weight:
             terms["band"] = band_loss(pred, target, int(self.hparams.band_factor), mask, self.hparams.get("band_norm", "l2"))
             terms["loss"] = terms["loss"] + weight * terms["band"]
+        energy_weight = self.hparams.get("band_energy_weight", 0.0)
+        if energy_weight:
+            terms["band_energy"] = band_energy_loss(pred, target, int(self.hparams.band_factor), mask)
+            terms["loss"] = terms["loss"] + energy_weight * terms["band_energy"]
         return terms
 
     def on_save_checkpoint(self, checkpoint):

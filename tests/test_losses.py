@@ -90,3 +90,25 @@ def test_band_l2_sees_only_detail_finer_than_the_factor():
     assert band_l2(smooth, target, 4, None).item() < 0.002 * smooth.square().mean().item()
     mask = torch.zeros(1, 1, 16, 16)
     assert band_l2(fine, target, 4, mask).item() == 0.0
+
+
+def test_band_energy_sees_amplitude_not_placement():
+    from uhrtex.losses import band_energy_loss, band_loss
+
+    gen = torch.Generator().manual_seed(0)
+    target = 0.5 + 0.1 * torch.randn(1, 3, 32, 32, generator=gen)
+    shifted = target.roll(3, -1)  # the same detail, misplaced
+    muted = 0.5 + 0.2 * (target - 0.5)  # the detail in place, at a fifth of its amplitude
+    flat = torch.full_like(target, 0.5)
+    energy = lambda p, m=None: band_energy_loss(p, target, 4, m).item()  # noqa: E731
+    assert energy(target) < 1e-4
+    assert energy(shifted) < 0.15 * energy(muted)  # amplitude matched -> small, whatever the placement
+    assert energy(flat) > energy(muted) > 0.5 * energy(flat)
+    assert band_loss(shifted, target, 4, None, "l1").item() > band_loss(muted, target, 4, None, "l1").item()
+    left = torch.zeros(1, 1, 32, 32)
+    left[..., :16] = 1.0
+    louder = target.clone()
+    louder[..., 16:] = 0.5 + 3 * (target[..., 16:] - 0.5)  # wrong only outside the mask
+    assert energy(louder, left) < 0.1 * energy(louder)
+    with pytest.raises(ValueError, match="divisible"):
+        band_energy_loss(target[..., :30], target[..., :30], 4)

@@ -306,3 +306,22 @@ def test_head_template_disk_cache(tmp_path, monkeypatch):
     T.head_template(20, max_resolution=20)
     assert not list(tmp_path.glob("template_head_20_*"))
     T._TEXTURES.clear()
+
+
+def test_uv_layout_disk_cache(scene, tmp_path, monkeypatch):
+    from uhrtex import unwrap_direct as D
+    from uhrtex.raster.uv_layout import rasterize_uv_layout
+
+    mesh = scene[0]
+    monkeypatch.setenv("UHRTEX_CACHE_DIR", str(tmp_path))
+    D._LAYOUTS.clear()
+    lay, forms = D.uv_layout(mesh, 96)
+    ref = rasterize_uv_layout(mesh.uvs.float(), mesh.faces_uv, 96)
+    assert torch.equal(lay.texels, ref.texels) and torch.equal(lay.tri, ref.tri)
+    assert len(list(tmp_path.glob("uv_layout_*_96_*.pt"))) == 1
+    D._LAYOUTS.clear()
+    monkeypatch.setattr(D, "rasterize_uv_layout", lambda *a: pytest.fail("the layout was not read from the cache"))
+    again, forms_again = D.uv_layout(mesh, 96)
+    assert torch.equal(again.texels, ref.texels) and torch.equal(again.tri, ref.tri)
+    assert again.tri.dtype == ref.tri.dtype == torch.int64 and torch.equal(forms, forms_again)
+    D._LAYOUTS.clear()

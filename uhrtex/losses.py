@@ -5,6 +5,9 @@
 `norm="l2"` squares both errors instead (not in the paper; tried for the detail band at the detail preset, where it
 made the HFDR's micronormal and specular detail anti-correlated with the GT: docs/results.md). `band_loss` adds an
 error on the detail band alone, which (with a masked loss and the HFDR's detail branch) is what fixed it.
+`band_energy_loss` compares the band's local amplitude only, not its placement: pointwise losses shrink detail
+whose exact position the network is unsure of (the PSNR-optimal amplitude is the correlation times the GT's),
+so this term is what keeps the recovered detail visible (docs/results.md, "muted detail").
 
 The Laplacian is a "valid" convolution (no padding), so image borders add no fake edges.
 With a mask, both terms are masked means: L1 over pixels with mask > 0 (weighted by the mask), the
@@ -82,6 +85,18 @@ def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch
     dominate). Supervising the band itself gives it its own gradient (docs/results.md, detail preset)."""
     err = _error(norm)
     return masked_mean(err(detail_band(pred, factor) - detail_band(target, factor)), mask)
+
+
+def band_energy_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
+                     eps: float = 1e-6) -> torch.Tensor:
+    """Mean |local RMS of pred's detail band − the target's| over non-overlapping (2·factor)² cells, per channel,
+    cells weighted by the fraction of their pixels inside the mask (not in the paper). Blind to where inside a
+    cell the detail sits, so it rewards showing detail at the GT's amplitude, and the band loss placing it."""
+    cell = 2 * max(int(factor), 1)
+    if pred.shape[-1] % cell or pred.shape[-2] % cell:
+        raise ValueError(f"band_energy_loss needs H and W divisible by 2·band_factor = {cell}, got {tuple(pred.shape[-2:])}")
+    rms = lambda x: (F.avg_pool2d(detail_band(x, factor).square(), cell) + eps).sqrt()  # noqa: E731
+    return masked_mean((rms(pred) - rms(target)).abs(), None if mask is None else F.avg_pool2d(mask, cell))
 
 
 class PixelLaplacianLoss(nn.Module):

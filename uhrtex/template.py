@@ -4,8 +4,7 @@
   border.
 * `head_template`: the neutral-tone procedural head in the unified UV layout (`flat_template` for other
   layouts). Its textures are generated at ≤ 1024² (the template only fills what the photo did not see) and
-  cached: in-process, and on disk in the uhrtex cache folder (`$UHRTEX_CACHE_DIR`, else
-  `$XDG_CACHE_HOME/uhrtex`, else `~/.cache/uhrtex`; `UHRTEX_CACHE_DIR=off` disables it), keyed by the
+  cached: in-process, and on disk in the uhrtex cache folder (`uhrtex.disk_cache`), keyed by the
   resolution and a hash of the generator's source, so a code change regenerates it. Generating 1024²
   costs seconds; reading the cache, milliseconds.
 * `blend_template`: tone-match the template to the observed texels (mean face colour, per channel, in
@@ -15,8 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex import maps as M
+from uhrtex.disk_cache import cache_dir, cached
 from uhrtex.mesh import Mesh
 
 __all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "cache_dir",
@@ -85,15 +83,6 @@ TEMPLATE_MELANIN = 0.13  # a mid skin tone (subjects span ~0.03 .. 0.6); the ble
 _TEXTURES: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()  # generated resolution -> textures
 
 
-def cache_dir() -> Path | None:
-    """The uhrtex cache folder (see module doc); None when disabled."""
-    d = os.environ.get("UHRTEX_CACHE_DIR")
-    if d is not None:
-        return None if d.strip().lower() in ("", "0", "off", "none") else Path(d)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "uhrtex"
-
-
 def _template_subject():
     import dataclasses
 
@@ -119,27 +108,13 @@ def _template_textures(r: int) -> dict[str, torch.Tensor]:
     if r in _TEXTURES:
         _TEXTURES.move_to_end(r)
         return _TEXTURES[r]
-    d = cache_dir()
-    path = d / f"template_head_{r}_{_generator_digest(r)}.pt" if d is not None else None
-    tex = None
-    if path is not None and path.is_file():
-        try:
-            tex = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is regenerated and replaced
-            tex = None
-    if tex is None:
+
+    def generate():
         from uhrtex.captures.heads import make_textures
 
-        tex = make_textures(_template_subject(), r)
-        if path is not None:
-            try:
-                from uhrtex.io import write_bytes_atomic
+        return make_textures(_template_subject(), r)
 
-                buf = io.BytesIO()
-                torch.save(tex, buf)
-                write_bytes_atomic(path, buf.getvalue())
-            except OSError:  # a read-only or full cache folder only costs the regeneration next time
-                pass
+    tex = cached(f"template_head_{r}_{_generator_digest(r)}.pt", generate)
     _TEXTURES[r] = tex
     while len(_TEXTURES) > 2:
         _TEXTURES.popitem(last=False)

@@ -7,7 +7,8 @@ between the face normal and the view ray), not occluded (camera depth ≤ the de
 and with all four bilinear taps on the face mask.
 
 Fast path: the UV layout is rasterized once per (mesh UVs, resolution) (`uhrtex.raster.uv_layout`, the
-torch backend's exact coverage; cached in-process), and because the layout is flat, every texel quantity
+torch backend's exact coverage; cached in-process and in the cache folder, `uhrtex.disk_cache`: a fixed-topology
+mesh such as the landmark mesh or a 3DMM has the same layout for every portrait), and because the layout is flat, every texel quantity
 the tests need (camera-space position, the normal·view product) is an affine function of the texel centre
 within its triangle. So each triangle gets its affine coefficients once (float64), and a texel costs one
 gather and a few multiply-adds (float32), in chunks. `reference_visible_texels` keeps the former
@@ -19,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from uhrtex.captures.format import Camera
+from uhrtex.disk_cache import cached
 from uhrtex.mesh import Mesh
 from uhrtex.raster import Renderer
 from uhrtex.raster.uv_layout import UVLayoutRaster, barycentric_forms, rasterize_uv_layout, texel_centres
@@ -43,6 +46,30 @@ def _mesh_key(mesh: Mesh) -> str:
     return h.hexdigest()
 
 
+def _raster_digest() -> str:
+    """Hash of the rasterizer's source: a code change gets new cache entries."""
+    import uhrtex.raster.torch_backend as backend
+    import uhrtex.raster.uv_layout as layout
+
+    h = hashlib.sha1(torch.__version__.split("+")[0].encode())
+    for module in (backend, layout):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _layout_raster(uvs: torch.Tensor, tri: torch.Tensor, res: int, mesh_key: str) -> UVLayoutRaster:
+    """`rasterize_uv_layout`, through the disk cache as a res² int32 map of the covering triangle (−1: none)."""
+    def compute() -> torch.Tensor:
+        lay = rasterize_uv_layout(uvs, tri, res)
+        owner = torch.full((res * res,), -1, dtype=torch.int32)
+        owner[lay.texels] = lay.tri.int()
+        return owner
+
+    owner = cached(f"uv_layout_{mesh_key[:20]}_{res}_{_raster_digest()}.pt", compute)
+    texels = (owner >= 0).nonzero().flatten()
+    return UVLayoutRaster(res, texels, owner[texels].long())
+
+
 def uv_layout(mesh: Mesh, res: int) -> tuple[UVLayoutRaster, torch.Tensor]:
     """The mesh's UV layout rasterized at res² and the per-triangle barycentric forms [T, 2, 3] (cached)."""
     key = (_mesh_key(mesh), int(res))
@@ -50,7 +77,7 @@ def uv_layout(mesh: Mesh, res: int) -> tuple[UVLayoutRaster, torch.Tensor]:
         _LAYOUTS.move_to_end(key)
         return _LAYOUTS[key]
     uvs, tri = mesh.uvs.detach().cpu().float(), mesh.faces_uv.cpu()
-    out = rasterize_uv_layout(uvs, tri, res), barycentric_forms(uvs, tri)
+    out = _layout_raster(uvs, tri, int(res), key[0]), barycentric_forms(uvs, tri)
     _LAYOUTS[key] = out
     while sum(k[1] ** 2 for k in _LAYOUTS) > LAYOUT_CACHE_TEXELS and len(_LAYOUTS) > 1:
         _LAYOUTS.popitem(last=False)

@@ -1,0 +1,52 @@
+"""The uhrtex cache folder: results that cost seconds to compute and milliseconds to read, kept across runs.
+
+`$UHRTEX_CACHE_DIR`, else `$XDG_CACHE_HOME/uhrtex`, else `~/.cache/uhrtex`; `UHRTEX_CACHE_DIR=off` disables it.
+Entries are torch-saved tensors (or dicts of them) named by the caller with a digest of everything they depend
+on, so a stale entry is never read: a changed input gets a new name. Writes are atomic; a damaged entry is
+recomputed and replaced, and a read-only or full folder only costs the recomputation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+__all__ = ["cache_dir", "cached"]
+
+T = TypeVar("T")
+
+
+def cache_dir() -> Path | None:
+    """The uhrtex cache folder (see module doc); None when disabled."""
+    d = os.environ.get("UHRTEX_CACHE_DIR")
+    if d is not None:
+        return None if d.strip().lower() in ("", "0", "off", "none") else Path(d)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "uhrtex"
+
+
+def cached(name: str, compute: Callable[[], T]) -> T:
+    """The entry `name` of the cache folder, or `compute()` written there (see module doc)."""
+    d = cache_dir()
+    path = d / name if d is not None else None
+    if path is not None and path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged entry is recomputed and replaced
+            pass
+    value = compute()
+    if path is not None:
+        try:
+            from uhrtex.io import write_bytes_atomic
+
+            buf = io.BytesIO()
+            torch.save(value, buf)
+            write_bytes_atomic(path, buf.getvalue())
+        except OSError:
+            pass
+    return value
