@@ -110,5 +110,8 @@ def test_band_energy_sees_amplitude_not_placement():
     louder = target.clone()
     louder[..., 16:] = 0.5 + 3 * (target[..., 16:] - 0.5)  # wrong only outside the mask
     assert energy(louder, left) < 0.1 * energy(louder)
+    border = target.clone()
+    border[..., :, :2] = 1.0  # a bright line along the crop's border: left out, whatever its energy
+    assert energy(border) < 1e-4
     with pytest.raises(ValueError, match="divisible"):
         band_energy_loss(target[..., :30], target[..., :30], 4)

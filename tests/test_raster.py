@@ -148,6 +148,21 @@ def test_clipping_and_chunking_match_brute_force():
     assert (ids > 0).float().mean() > 0.3
 
 
+def test_nearest_depth_is_the_rasterized_depth():
+    gen = torch.Generator().manual_seed(1)
+    T, H, W = 60, 24, 40
+    xyw = torch.randn(3 * T, 3, generator=gen) * torch.tensor([1.2, 1.2, 0.6]) + torch.tensor([0.0, 0.0, 1.0])
+    z = torch.randn(3 * T, generator=gen) * 1.3 * xyw[:, 2].abs()  # clipped corners, overlaps in both orders
+    pos = torch.stack([xyw[:, 0], xyw[:, 1], z, xyw[:, 2]], -1)[None]
+    tri = torch.arange(3 * T, dtype=torch.int32).view(T, 3)
+    rast, _ = tb.rasterize(pos, tri, (H, W))
+    depth = Renderer("torch").depth(pos, tri, (H, W))
+    hit = rast[..., 3] > 0
+    assert torch.equal(depth.isfinite(), hit) and hit.float().mean() > 0.3
+    assert torch.allclose(depth[hit], rast[..., 2][hit], atol=1e-6, rtol=1e-5)
+    assert (depth[hit] < 0).any() and (depth[hit] > 0).any()  # both signs of z/w decode
+
+
 def test_mesh_is_watertight():
     n = 12  # a tilted, perspective grid of 2*n*n triangles that covers the whole screen
     g = torch.linspace(-1.6, 1.6, n + 1, dtype=torch.float64)

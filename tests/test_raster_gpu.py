@@ -104,6 +104,21 @@ def test_g5_rasterize_matches_nvdiffrast(glctx, resolution):
     assert ((ours_db[hit] - ref_db[hit]).abs() <= 1e-4 * scale).all()
 
 
+def test_g5_depth_pass_matches_nvdiffrast():
+    from uhrtex.raster import Renderer
+
+    xyz, _, tri = bumpy_sphere()
+    pos = random_views(xyz, 2, 1.0).to(DEV).contiguous()
+    tri = tri.to(DEV)
+    ref = Renderer("nvdiffrast", DEV).depth(pos, tri, (256, 256))
+    ours = Renderer("torch", DEV).depth(pos, tri, (256, 256))
+    same = ref.isfinite() == ours.isfinite()
+    assert same.float().mean() >= 0.995
+    hit = same & ref.isfinite()
+    assert hit.float().mean() > 0.1
+    torch.testing.assert_close(ours[hit], ref[hit], atol=1e-6, rtol=0)
+
+
 def test_g5_rasterize_gradients_match_nvdiffrast(glctx):
     xyz, _, tri = bumpy_sphere()
     pos = random_views(xyz, 2, 1.0, seed=1).to(DEV).contiguous()

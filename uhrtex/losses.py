@@ -91,12 +91,19 @@ def band_energy_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask
                      eps: float = 1e-6) -> torch.Tensor:
     """Mean |local RMS of pred's detail band − the target's| over non-overlapping (2·factor)² cells, per channel,
     cells weighted by the fraction of their pixels inside the mask (not in the paper). Blind to where inside a
-    cell the detail sits, so it rewards showing detail at the GT's amplitude, and the band loss placing it."""
+    cell the detail sits, so it rewards showing detail at the GT's amplitude, and the band loss placing it.
+    The ring of cells along the crop's border is left out: there, zero padding tells the network where it is,
+    and a bright line along the border would be cheap energy (it appeared at the patch seams when it was in)."""
     cell = 2 * max(int(factor), 1)
-    if pred.shape[-1] % cell or pred.shape[-2] % cell:
-        raise ValueError(f"band_energy_loss needs H and W divisible by 2·band_factor = {cell}, got {tuple(pred.shape[-2:])}")
+    h, w = pred.shape[-2:]
+    if h % cell or w % cell or min(h, w) < 3 * cell:
+        raise ValueError(f"band_energy_loss needs H and W divisible by 2·band_factor = {cell} and at least 3 cells, "
+                         f"got {(h, w)}")
     rms = lambda x: (F.avg_pool2d(detail_band(x, factor).square(), cell) + eps).sqrt()  # noqa: E731
-    return masked_mean((rms(pred) - rms(target)).abs(), None if mask is None else F.avg_pool2d(mask, cell))
+    weight = torch.ones(1, 1, h // cell, w // cell, dtype=pred.dtype, device=pred.device) if mask is None \
+        else F.avg_pool2d(mask, cell)
+    weight = F.pad(weight[..., 1:-1, 1:-1], (1, 1, 1, 1))
+    return masked_mean((rms(pred) - rms(target)).abs(), weight)
 
 
 class PixelLaplacianLoss(nn.Module):

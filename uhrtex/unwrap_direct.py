@@ -84,24 +84,28 @@ def uv_layout(mesh: Mesh, res: int) -> tuple[UVLayoutRaster, torch.Tensor]:
     return out
 
 
+def _near_far(mesh: Mesh, camera: Camera) -> tuple[float, float]:
+    z = camera.project(mesh.verts)[:, 2]
+    return float(z.min()) * 0.5, float(z.max()) * 2.0
+
+
 def clip_positions(mesh: Mesh, camera: Camera) -> torch.Tensor:
     """Clip-space positions 1×V×4 with near/far bracketing the mesh."""
-    z = camera.project(mesh.verts)[:, 2]
-    near, far = float(z.min()) * 0.5, float(z.max()) * 2.0
     homo = torch.cat([mesh.verts, torch.ones_like(mesh.verts[:, :1])], 1)
-    return (homo.double() @ camera.clip_from_world(near, far, torch.float64).T).float()[None]
+    return (homo.double() @ camera.clip_from_world(*_near_far(mesh, camera), torch.float64).T).float()[None]
 
 
 def depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tuple[torch.Tensor, Camera]:
-    """Camera-space depth per pixel (1×1×h×w top-down, +inf off the mesh) at long side ≤ res."""
+    """Camera-space depth per pixel (1×1×h×w top-down, +inf off the mesh) at long side ≤ res: the nearest z/w
+    from the renderer's depth pass, mapped back to camera depth (z/w = A + B / depth for the projection's A, B)."""
     s = min(1.0, res / max(camera.width, camera.height))
     cam = camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))
-    rast, _ = renderer.rasterize(clip_positions(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width),
-                                 grad_db=False)
-    zc = cam.project(mesh.verts)[:, 2:3].float()
-    z, _ = renderer.interpolate(zc[None].contiguous(), rast, mesh.faces.int())
-    z = torch.where(rast[..., 3:4] > 0, z, torch.full_like(z, math.inf)).flip(1)  # raster row 0 = bottom
-    return z.permute(0, 3, 1, 2), cam
+    near, far = _near_far(mesh, cam)
+    zw = renderer.depth(clip_positions(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width))
+    a, b = (far + near) / (far - near), -2 * far * near / (far - near)
+    z = b / (zw.double() - a)  # +inf z/w (no surface) -> 0: restored below
+    z = torch.where(torch.isfinite(zw), z.float(), torch.full_like(zw, math.inf)).flip(1)  # raster row 0 = bottom
+    return z[:, None], cam
 
 
 def _inside_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -173,6 +177,16 @@ def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opt
     return torch.cat(keep_idx), torch.cat(keep_grid)
 
 
+def _interpolated_depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> torch.Tensor:
+    """`depth_buffer` the long way (full rasterization, camera depth interpolated per pixel), for the reference."""
+    s = min(1.0, res / max(camera.width, camera.height))
+    cam = camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))
+    rast, _ = renderer.rasterize(clip_positions(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width),
+                                 grad_db=False)
+    z, _ = renderer.interpolate(cam.project(mesh.verts)[:, 2:3].float()[None].contiguous(), rast, mesh.faces.int())
+    return torch.where(rast[..., 3:4] > 0, z, torch.full_like(z, math.inf)).flip(1).permute(0, 3, 1, 2)
+
+
 @torch.no_grad()
 def reference_visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opts, renderer: Renderer):
     """The same test, per texel from a full UV-space rasterization, in float64 (slow; for tests)."""
@@ -183,7 +197,7 @@ def reference_visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res
     rast, _ = renderer.rasterize(clip.contiguous(), tri, (res, res), grad_db=False)
     rflat = rast.reshape(-1, 4)
     texels = (rflat[:, 3] > 0).nonzero().flatten()
-    zbuf, _ = depth_buffer(mesh, camera, opts.depth_resolution, renderer)
+    zbuf = _interpolated_depth_buffer(mesh, camera, opts.depth_resolution, renderer)
     inside = _inside_mask(mask)
     fn = _face_normals(pos)
     r = rflat[texels]

@@ -48,6 +48,13 @@ class Renderer:
             return self._dr.rasterize(self._ctx, pos, tri.int(), resolution, ranges=ranges, grad_db=grad_db)
         return torch_backend.rasterize(pos, tri, resolution, ranges=ranges, grad_db=grad_db)
 
+    def depth(self, pos, tri, resolution):
+        """-> [B,H,W] z/w of the nearest surface, +inf where none (a depth buffer: no barycentrics needed)."""
+        if self.native:
+            rast, _ = self._dr.rasterize(self._ctx, pos, tri.int(), resolution, grad_db=False)
+            return torch.where(rast[..., 3] > 0, rast[..., 2], torch.full_like(rast[..., 2], float("inf")))
+        return torch_backend.nearest_depth(pos, tri, resolution)
+
     def interpolate(self, attr, rast, tri, rast_db=None, diff_attrs=None):
         """-> (out [B,H,W,C], out_da [B,H,W,2n]); out is 0 where rast id is 0."""
         if self.native:

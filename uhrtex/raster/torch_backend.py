@@ -337,6 +337,25 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     return rast.view(B, H, W, 4), db.view(B, H, W, 4)
 
 
+
+@torch.no_grad()
+def nearest_depth(pos, tri, resolution, candidate_budget: int = CANDIDATE_BUDGET) -> torch.Tensor:
+    """[B,H,W] float32 z/w of the nearest surface (+inf where none): what `rasterize(...)[0][..., 2]` holds on
+    covered pixels, from the depth pass alone (the nearest item's key carries its z/w), so no barycentrics.
+    pos: [B,V,4] clip-space positions, tri: [T,3]."""
+    _check_tri(tri)
+    _check_float("pos", pos, (3,), "[B,V,4]")
+    H, W = (int(r) for r in resolution)
+    B, V = pos.shape[:2]
+    batch, _, vrows = _work_items(pos, _tri_index(tri, V, pos.device), None)
+    corners = pos.reshape(-1, 4).index_select(0, vrows.flatten()).view(-1, 3, 4).double()
+    best = _rasterize_ids(corners, _half_planes(corners), batch, H, W, B, int(candidate_budget))
+    hit = best != _NO_HIT
+    bits = best >> 32
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int32)  # undo _depth_key's order map
+    depth = bits.view(torch.float32)
+    return torch.where(hit, depth, torch.full_like(depth, math.inf)).view(B, H, W)
+
 # --------------------------------------------------------------------------- interpolate
 
 
