@@ -11,7 +11,9 @@ torch backend's exact coverage; cached in-process and in the cache folder, `uhrt
 mesh such as the landmark mesh or a 3DMM has the same layout for every portrait), and because the layout is flat, every texel quantity
 the tests need (camera-space position, the normal·view product) is an affine function of the texel centre
 within its triangle. So each triangle gets its affine coefficients once (float64), and a texel costs one
-gather and a few multiply-adds (float32), in chunks. `reference_visible_texels` keeps the former
+gather and a few multiply-adds (float32), in chunks. The depth buffer comes from the rasterizer's depth pass
+alone (`Renderer.depth`), and triangles that are wholly behind it are culled before the per-texel work
+(`occluded_triangles`, a conservative hierarchical-z test: the kept texels are the same). `reference_visible_texels` keeps the former
 per-texel formulation (full rasterized image, barycentric world points, float64), for tests.
 """
 
@@ -143,6 +145,41 @@ def _affine_forms(mesh: Mesh, camera: Camera, bary: torch.Tensor) -> torch.Tenso
     return torch.cat([cam, nview, rel], 1).float()
 
 
+def _max_pyramid(z: torch.Tensor) -> list[torch.Tensor]:
+    """H×W -> [z, 2×2 max, 4×4 max, ...] down to one cell (odd edges padded with −inf: the max stays covering)."""
+    levels = [z]
+    while max(levels[-1].shape) > 1:
+        levels.append(F.max_pool2d(levels[-1][None, None], 2, ceil_mode=True)[0, 0])
+    return levels
+
+
+def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """bool [T]: triangles every point of which fails the depth test, a conservative cull (hierarchical z).
+
+    A triangle in front of the camera projects inside its corners' bounding box, and its camera depth is at least
+    its nearest corner's. If that depth exceeds the farthest depth-buffer value over the box (the box grown by a
+    pixel for the nearest-pixel lookup) times (1 + tolerance), no texel of it can pass, so its texels are skipped
+    before any per-texel work; the kept texels are exactly those of the uncut test."""
+    hd, wd = zbuf.shape[-2:]
+    p = camera.project(mesh.verts)[mesh.faces]  # [T, 3, (u, v, z)] float64, full-image pixels
+    front = (p[..., 2] > 0).all(1)
+    cols = (p[..., 0] * (wd / camera.width)).floor()
+    rows = (p[..., 1] * (hd / camera.height)).floor()
+    x0, x1 = (cols.amin(1) - 1).clamp(0, wd - 1).long(), (cols.amax(1) + 1).clamp(0, wd - 1).long()
+    y0, y1 = (rows.amin(1) - 1).clamp(0, hd - 1).long(), (rows.amax(1) + 1).clamp(0, hd - 1).long()
+    span = torch.maximum(x1 - x0, y1 - y0) + 1
+    level = torch.ceil(torch.log2(span.double())).long()  # cells of 2^level px: the box spans at most 2 × 2 of them
+    farthest = torch.full(level.shape, math.inf, dtype=torch.float64)
+    for k, zk in enumerate(_max_pyramid(zbuf.reshape(hd, wd).double())):
+        i = (level == k).nonzero().flatten()
+        if i.numel() == 0:
+            continue
+        a, b, c, d = x0[i] >> k, x1[i] >> k, y0[i] >> k, y1[i] >> k
+        farthest[i] = torch.stack([zk[c, a], zk[c, b], zk[d, a], zk[d, b]]).amax(0)
+    nearest = p[..., 2].amin(1)
+    return front & (nearest > farthest * (1 + tolerance) * (1 + 1e-5))  # 1e-5: float32 rounding of texel depths
+
+
 @torch.no_grad()
 def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opts, renderer: Renderer):
     """Texels of a res² raster-convention texture seen by the camera inside the mask (see module doc).
@@ -152,12 +189,15 @@ def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opt
     lay, bary = uv_layout(mesh, res)
     forms = _affine_forms(mesh, camera, bary)  # [T, 7, 3]
     zbuf, _ = depth_buffer(mesh, camera, opts.depth_resolution, renderer)
+    hidden = occluded_triangles(mesh, camera, zbuf, opts.depth_tolerance)
     inside = _inside_mask(mask)
     fx, fy, cx, cy = (float(v) for v in (camera.fx, camera.fy, camera.cx, camera.cy))
     keep_idx, keep_grid = [], []
     for s0 in range(0, lay.texels.numel(), _CHUNK):
-        t = lay.texels[s0:s0 + _CHUNK]
-        f = forms.index_select(0, lay.tri[s0:s0 + _CHUNK])  # [n, 7, 3]
+        tri = lay.tri[s0:s0 + _CHUNK]
+        sel = (~hidden.index_select(0, tri)).nonzero().flatten()
+        t, tri = lay.texels[s0:s0 + _CHUNK][sel], tri[sel]
+        f = forms.index_select(0, tri)  # [n, 7, 3]
         X, Y = texel_centres(t, res)
         val = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 7]
         z = val[:, 2]
