@@ -7,14 +7,15 @@ between the face normal and the view ray), not occluded (camera depth ≤ the de
 and with all four bilinear taps on the face mask.
 
 Fast path: the UV layout is rasterized once per (mesh UVs, resolution) (`uhrtex.raster.uv_layout`, the
-torch backend's exact coverage; cached in-process and in the cache folder, `uhrtex.disk_cache`: a fixed-topology
-mesh such as the landmark mesh or a 3DMM has the same layout for every portrait), and because the layout is flat, every texel quantity
-the tests need (camera-space position, the normal·view product) is an affine function of the texel centre
-within its triangle. So each triangle gets its affine coefficients once (float64), and a texel costs one
-gather and a few multiply-adds (float32), in chunks. The depth buffer comes from the rasterizer's depth pass
-alone (`Renderer.depth`), and triangles that are wholly behind it are culled before the per-texel work
-(`occluded_triangles`, a conservative hierarchical-z test: the kept texels are the same). `reference_visible_texels` keeps the former
-per-texel formulation (full rasterized image, barycentric world points, float64), for tests.
+torch backend's exact coverage), cached in-process and in the cache folder (`uhrtex.disk_cache`: a
+fixed-topology mesh such as the landmark mesh or a 3DMM has the same layout for every portrait). Because the
+layout is flat, every texel quantity the tests need (camera-space position, the normal·view product) is an
+affine function of the texel centre within its triangle: each triangle gets its affine coefficients once
+(float64), and a texel costs one gather and a few multiply-adds (float32), in chunks. The depth buffer comes
+from the rasterizer's depth pass alone (`Renderer.depth`), and triangles wholly behind it are culled before
+the per-texel work (`occluded_triangles`, a conservative hierarchical-z test: the kept texels are the same).
+`reference_visible_texels` keeps the former per-texel formulation (full rasterized image, barycentric world
+points, float64), for tests.
 """
 
 from __future__ import annotations
