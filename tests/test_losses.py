@@ -115,3 +115,5 @@ def test_band_energy_sees_amplitude_not_placement():
     assert energy(border) < 1e-4
     with pytest.raises(ValueError, match="divisible"):
         band_energy_loss(target[..., :30], target[..., :30], 4)
+    small = band_energy_loss(flat[..., :16, :16].requires_grad_(), target[..., :16, :16], 4)
+    assert small.item() == 0.0 and small.requires_grad  # no interior cell: no term, and training still steps
