@@ -22,7 +22,7 @@ the rest), `gemm_fp32_s` (one 4096² fp32 torch.mm, best of several, before and 
 `end_to_end_gemms` = end_to_end_s / gemm_fp32_s, and `fraction_of_peak` = model_gflop / (stage1 + hfdr wall)
 / the GEMM peak of the precision used (a 4096² mm in that dtype, timed the same way), and `unwrap_steps_s`
 (the unwrap's own steps). The cache folder (`uhrtex.disk_cache`: the template's textures, the mesh's UV layout)
-is warm as on any repeat run with the same mesh (filled before the timed run, in-process caches cleared);
+is warm as on any repeat run with the same mesh (filled by a child process before the timed run);
 `--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which.
 """
 
@@ -132,14 +132,14 @@ def write_checkpoints(preset: str, root: Path) -> dict[str, int]:
 
 
 def warm_caches(ns: argparse.Namespace, uv_size: int) -> None:
-    """Fill the cache folder as a previous run with this mesh would have, then drop the in-process copies."""
-    from uhrtex import template, unwrap_direct
-    from uhrtex.mesh import load_obj
+    """Fill the cache folder as a previous run with this mesh would have, in a child process (so the timed
+    process's peak RSS is its own)."""
+    import subprocess
 
-    template.head_template(uv_size)
-    unwrap_direct.uv_layout(load_obj(ns.mesh), uv_size)
-    template._TEXTURES.clear()
-    unwrap_direct._LAYOUTS.clear()
+    code = ("import sys; from uhrtex import template, unwrap_direct; from uhrtex.mesh import load_obj; "
+            "template.head_template(int(sys.argv[2])); unwrap_direct.uv_layout(load_obj(sys.argv[1]), int(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", code, str(ns.mesh), str(uv_size)], check=True,
+                   cwd=Path(__file__).resolve().parents[1], env=os.environ.copy())
 
 
 def end_to_end(args: argparse.Namespace) -> dict:

@@ -47,13 +47,13 @@ def _png(channels: list) -> bytes:
     ((x·255 + 0.5) truncated), quantised in row blocks (`uhrtex.io.quantize_hwc`: no full-size float copies)."""
     import cv2
 
-    from uhrtex.io import quantize_hwc
+    from uhrtex.io import png_params, quantize_hwc
 
     c = sum(p.shape[0] if isinstance(p, torch.Tensor) else 1 for p in channels)
     order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[c]  # OpenCV writes BGR(A)
     q = quantize_hwc([p.detach().cpu() if isinstance(p, torch.Tensor) else p for p in channels], 8, half_up=True,
                      clamp=True, order=order)
-    ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, buf = cv2.imencode(".png", q, png_params(PNG_COMPRESSION))
     if not ok:
         raise ValueError(f"PNG encoding failed for a {c}-channel texture")
     return buf.tobytes()
