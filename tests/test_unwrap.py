@@ -329,6 +329,13 @@ def test_uv_layout_disk_cache(scene, tmp_path, monkeypatch):
     again, forms_again = D.uv_layout(mesh, 96)
     assert torch.equal(again.texels, ref.texels) and torch.equal(again.tri, ref.tri)
     assert again.tri.dtype == ref.tri.dtype == torch.int64 and torch.equal(forms, forms_again)
+    monkeypatch.undo()  # the real rasterizer again
+    monkeypatch.setenv("UHRTEX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(D, "LAYOUT_DISK_ENTRIES", 2)  # many meshes cannot fill the disk: least recently used go
+    for res in (32, 48, 64):
+        D._LAYOUTS.clear()
+        D.uv_layout(mesh, res)
+    assert sorted(int(f.name.split("_")[3]) for f in tmp_path.glob("uv_layout_*.pt")) == [48, 64]
     D._LAYOUTS.clear()
 
 

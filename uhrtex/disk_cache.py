@@ -30,13 +30,17 @@ def cache_dir() -> Path | None:
     return Path(base) / "uhrtex"
 
 
-def cached(name: str, compute: Callable[[], T]) -> T:
-    """The entry `name` of the cache folder, or `compute()` written there (see module doc)."""
+def cached(name: str, compute: Callable[[], T], family: str | None = None, keep: int = 8) -> T:
+    """The entry `name` of the cache folder, or `compute()` written there (see module doc). With `family` (a name
+    prefix), at most `keep` entries of that family stay: the least recently used are deleted on a write, so many
+    different meshes cannot fill the disk."""
     d = cache_dir()
     path = d / name if d is not None else None
     if path is not None and path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            value = torch.load(path, map_location="cpu", weights_only=True)
+            os.utime(path)  # recently used
+            return value
         except Exception:  # a damaged entry is recomputed and replaced
             pass
     value = compute()
@@ -47,6 +51,10 @@ def cached(name: str, compute: Callable[[], T]) -> T:
             buf = io.BytesIO()
             torch.save(value, buf)
             write_bytes_atomic(path, buf.getvalue())
+            if family is not None:
+                entries = sorted(d.glob(f"{family}*.pt"), key=lambda f: f.stat().st_mtime, reverse=True)
+                for old in entries[keep:]:
+                    old.unlink(missing_ok=True)
         except OSError:
             pass
     return value

@@ -39,6 +39,7 @@ __all__ = ["uv_layout", "visible_texels", "reference_visible_texels", "depth_buf
 _CHUNK = 1 << 20  # texels per chunk (bounds temporaries)
 _LAYOUTS: OrderedDict[tuple, tuple[UVLayoutRaster, torch.Tensor]] = OrderedDict()
 LAYOUT_CACHE_TEXELS = 2 * 4096 * 4096  # at most ~2 4K layouts (~0.4 GB) stay cached
+LAYOUT_DISK_ENTRIES = 8  # layouts kept in the cache folder (64 MB each at 4096²), least recently used dropped
 
 
 def _mesh_key(mesh: Mesh) -> str:
@@ -68,7 +69,8 @@ def _layout_raster(uvs: torch.Tensor, tri: torch.Tensor, res: int, mesh_key: str
         owner[lay.texels] = lay.tri.int()
         return owner
 
-    owner = cached(f"uv_layout_{mesh_key[:20]}_{res}_{_raster_digest()}.pt", compute)
+    owner = cached(f"uv_layout_{mesh_key[:20]}_{res}_{_raster_digest()}.pt", compute, family="uv_layout_",
+                   keep=LAYOUT_DISK_ENTRIES)
     texels = (owner >= 0).nonzero().flatten()
     return UVLayoutRaster(res, texels, owner[texels].long())
 
