@@ -39,10 +39,14 @@ def cached(name: str, compute: Callable[[], T], family: str | None = None, keep:
     if path is not None and path.is_file():
         try:
             value = torch.load(path, map_location="cpu", weights_only=True)
-            os.utime(path)  # recently used
-            return value
         except Exception:  # a damaged entry is recomputed and replaced
             pass
+        else:
+            try:
+                os.utime(path)  # recently used (for `keep`)
+            except OSError:  # a read-only folder: still a hit
+                pass
+            return value
     value = compute()
     if path is not None:
         try:
