@@ -283,13 +283,9 @@ def _barycentrics(forms, X, Y, H, W):
     return torch.cat([uv, zw], 1), torch.stack([dX, dY], -1).reshape(-1, 4)  # (du/dX, du/dY, dv/dX, dv/dY)
 
 
-def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget: int = CANDIDATE_BUDGET):
-    """nvdiffrast.rasterize without the context: returns (rast, rast_db), each [B,H,W,4].
-
-    pos: [B,V,4] clip-space positions (instanced), or [V,4] with `ranges` [B,2] = (first triangle,
-    count) per image; ids stay global triangle indices. tri: int32/int64 [T,3], either winding.
-    `candidate_budget` bounds the (pixel, triangle) pairs held at once (memory, not results).
-    """
+def _depth_pass(pos, tri, resolution, ranges, candidate_budget: int):
+    """Validated inputs -> (best [B*H*W] depth keys (`_rasterize_ids`), forms [N,5,3] (differentiable in pos),
+    tri_id [N], H, W) for the (batch, triangle) work items: what `rasterize` and `nearest_depth` share."""
     _check_tri(tri)
     try:
         H, W = (operator.index(r) for r in resolution)
@@ -316,6 +312,18 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     corners = pos.reshape(-1, 4).index_select(0, vrows.flatten()).view(-1, 3, 4).double()
     forms = _half_planes(corners)  # [N, 5, 3], differentiable in pos
     best = _rasterize_ids(corners.detach(), forms.detach(), batch, H, W, B, int(candidate_budget))
+    return best, forms, tri_id, H, W
+
+
+def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget: int = CANDIDATE_BUDGET):
+    """nvdiffrast.rasterize without the context: returns (rast, rast_db), each [B,H,W,4].
+
+    pos: [B,V,4] clip-space positions (instanced), or [V,4] with `ranges` [B,2] = (first triangle,
+    count) per image; ids stay global triangle indices. tri: int32/int64 [T,3], either winding.
+    `candidate_budget` bounds the (pixel, triangle) pairs held at once (memory, not results).
+    """
+    best, forms, tri_id, H, W = _depth_pass(pos, tri, resolution, ranges, candidate_budget)
+    B = best.numel() // (H * W)
     pix = (best != _NO_HIT).nonzero().flatten()
     item = best[pix] & _LOW32
     # Evaluated in float64 and rounded once, so outputs sit within float32 rounding of exact C1.
@@ -337,24 +345,17 @@ def rasterize(pos, tri, resolution, ranges=None, grad_db=True, candidate_budget:
     return rast.view(B, H, W, 4), db.view(B, H, W, 4)
 
 
-
 @torch.no_grad()
-def nearest_depth(pos, tri, resolution, candidate_budget: int = CANDIDATE_BUDGET) -> torch.Tensor:
+def nearest_depth(pos, tri, resolution, ranges=None, candidate_budget: int = CANDIDATE_BUDGET) -> torch.Tensor:
     """[B,H,W] float32 z/w of the nearest surface (+inf where none): what `rasterize(...)[0][..., 2]` holds on
     covered pixels, from the depth pass alone (the nearest item's key carries its z/w), so no barycentrics.
-    pos: [B,V,4] clip-space positions, tri: [T,3]."""
-    _check_tri(tri)
-    _check_float("pos", pos, (3,), "[B,V,4]")
-    H, W = (int(r) for r in resolution)
-    B, V = pos.shape[:2]
-    batch, _, vrows = _work_items(pos, _tri_index(tri, V, pos.device), None)
-    corners = pos.reshape(-1, 4).index_select(0, vrows.flatten()).view(-1, 3, 4).double()
-    best = _rasterize_ids(corners, _half_planes(corners), batch, H, W, B, int(candidate_budget))
-    hit = best != _NO_HIT
+    Arguments as `rasterize`."""
+    best, _, _, H, W = _depth_pass(pos, tri, resolution, ranges, candidate_budget)
     bits = best >> 32
     bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int32)  # undo _depth_key's order map
     depth = bits.view(torch.float32)
-    return torch.where(hit, depth, torch.full_like(depth, math.inf)).view(B, H, W)
+    return torch.where(best != _NO_HIT, depth, torch.full_like(depth, math.inf)).view(-1, H, W)
+
 
 # --------------------------------------------------------------------------- interpolate
 
