@@ -8,6 +8,7 @@ recomputed and replaced, and a read-only or full folder only costs the recomputa
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["cache_dir", "cached"]
+__all__ = ["cache_dir", "cached", "source_digest"]
 
 T = TypeVar("T")
 
@@ -28,6 +29,17 @@ def cache_dir() -> Path | None:
         return None if d.strip().lower() in ("", "0", "off", "none") else Path(d)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "uhrtex"
+
+
+def source_digest(files, *params) -> str:
+    """20 hex digits of `params`, the torch version and the source `files` (names and bytes) an entry depends on:
+    a changed parameter or a code change gives a new entry name."""
+    h = hashlib.sha256(repr((*params, torch.__version__.split("+")[0])).encode())
+    for f in files:
+        f = Path(f)
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:20]
 
 
 def cached(name: str, compute: Callable[[], T], family: str | None = None, keep: int = 8) -> T:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex import maps as M
-from uhrtex.disk_cache import cache_dir, cached
+from uhrtex.disk_cache import cached, source_digest
 from uhrtex.mesh import Mesh
 
-__all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "cache_dir",
+__all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template",
            "TEMPLATE_SEED", "TEMPLATE_MELANIN"]
 
 
@@ -96,11 +95,8 @@ def _generator_digest(r: int) -> str:
     import uhrtex.captures.heads as heads
     import uhrtex.io as uio
 
-    h = hashlib.sha256(repr((TEMPLATE_SEED, TEMPLATE_MELANIN, int(r), torch.__version__.split("+")[0])).encode())
-    for f in sorted(Path(heads.__file__).parent.glob("*.py")) + [Path(uio.__file__)]:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:20]
+    files = sorted(Path(heads.__file__).parent.glob("*.py")) + [Path(uio.__file__)]
+    return source_digest(files, TEMPLATE_SEED, TEMPLATE_MELANIN, int(r))
 
 
 def _template_textures(r: int) -> dict[str, torch.Tensor]:

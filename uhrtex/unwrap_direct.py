@@ -23,13 +23,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from uhrtex.captures.format import Camera
-from uhrtex.disk_cache import cached
+from uhrtex.disk_cache import cached, source_digest
 from uhrtex.mesh import Mesh
 from uhrtex.raster import Renderer
 from uhrtex.raster.uv_layout import UVLayoutRaster, barycentric_forms, rasterize_uv_layout, texel_centres
@@ -55,10 +54,7 @@ def _raster_digest() -> str:
     import uhrtex.raster.torch_backend as backend
     import uhrtex.raster.uv_layout as layout
 
-    h = hashlib.sha1(torch.__version__.split("+")[0].encode())
-    for module in (backend, layout):
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:12]
+    return source_digest([backend.__file__, layout.__file__])
 
 
 def _layout_raster(uvs: torch.Tensor, tri: torch.Tensor, res: int, mesh_key: str) -> UVLayoutRaster:
