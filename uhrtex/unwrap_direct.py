@@ -90,10 +90,11 @@ def _near_far(mesh: Mesh, camera: Camera) -> tuple[float, float]:
     return float(z.min()) * 0.5, float(z.max()) * 2.0
 
 
-def clip_positions(mesh: Mesh, camera: Camera) -> torch.Tensor:
-    """Clip-space positions 1×V×4 with near/far bracketing the mesh."""
+def clip_positions(mesh: Mesh, camera: Camera, near_far: tuple[float, float] | None = None) -> torch.Tensor:
+    """Clip-space positions 1×V×4 with near/far bracketing the mesh (`_near_far`, unless given)."""
     homo = torch.cat([mesh.verts, torch.ones_like(mesh.verts[:, :1])], 1)
-    return (homo.double() @ camera.clip_from_world(*_near_far(mesh, camera), torch.float64).T).float()[None]
+    near, far = near_far or _near_far(mesh, camera)
+    return (homo.double() @ camera.clip_from_world(near, far, torch.float64).T).float()[None]
 
 
 def depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tuple[torch.Tensor, Camera]:
@@ -102,7 +103,7 @@ def depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tu
     s = min(1.0, res / max(camera.width, camera.height))
     cam = camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))
     near, far = _near_far(mesh, cam)
-    zw = renderer.depth(clip_positions(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width))
+    zw = renderer.depth(clip_positions(mesh, cam, (near, far)).contiguous(), mesh.faces.int(), (cam.height, cam.width))
     a, b = (far + near) / (far - near), -2 * far * near / (far - near)
     z = b / (zw.double() - a)  # +inf z/w (no surface) -> 0: restored below
     z = torch.where(torch.isfinite(zw), z.float(), torch.full_like(zw, math.inf)).flip(1)  # raster row 0 = bottom
