@@ -48,13 +48,17 @@ def networks(seed: int = 0):
     hash_encoder = HashGridEncoding(backend="torch")
     nets = (build_uv_normal((8, 16, 32, 64, 64)), build_gde((8, 16, 32), hash_channels=hash_encoder.n_output_dims),
             build_hfdr((8, 16, 32, 64)))
-    with torch.no_grad():
-        head = nets[2].head.weight
-        head[:, :-maps.TEXTURE.channels].normal_(0, 0.05)
-        for net in nets[1:]:
-            net.head.bias[maps.TEXTURE.slice("micronormal")] = torch.tensor([0.0, 0.0, 3.0])  # sigmoid: (.5, .5, .95)
-        hash_encoder.grid.params.uniform_(-0.1, 0.1)  # the torch init is ~1e-4: trained grids carry real values
+    less_arbitrary(nets[1], nets[2], hash_encoder)
     return (*nets, hash_encoder)
+
+
+@torch.no_grad()
+def less_arbitrary(gde, hfdr, hash_encoder) -> None:
+    """The random-weight tweaks of `networks` (also benchmarks/precision_quality.py at full presets)."""
+    hfdr.head.weight[:, :-maps.TEXTURE.channels].normal_(0, 0.05)
+    for net in (gde, hfdr):
+        net.head.bias[maps.TEXTURE.slice("micronormal")] = torch.tensor([0.0, 0.0, 3.0])  # sigmoid: (.5, .5, .95)
+    hash_encoder.grid.params.uniform_(-0.1, 0.1)  # the torch init is ~1e-4: trained grids carry real values
 
 
 @pytest.fixture(scope="module")
