@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-seams", action="store_true", help="skip seam smoothing (ablation)")
     p.add_argument("--seam-feather", type=float, default=0.0, help="0: the paper's hard ±8 px band; 1: fade the "
                    "smoothing out towards the band's edge (see docs/reconstruction.md)")
+    p.add_argument("--seam-keep-detail", action=argparse.BooleanOptionalAction, default=True,
+                   help="smooth only the low-frequency jump between patches and keep the bands' pores (default); "
+                   "--no-seam-keep-detail: the paper's blur of the whole ±8 px band")
     p.add_argument("--preview-size", type=int, default=512)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 autocast on CUDA "
@@ -185,6 +188,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
     if not 0 <= args.seam_feather <= 1:
         raise UsageError("--seam-feather must be in [0, 1]")
     rec.seams.feather = args.seam_feather
+    rec.seams.keep_detail = args.seam_keep_detail
     image = read_portrait(args.portrait) if image is None else image
     src_hw = tuple(image.shape[-2:])
     face = None
@@ -300,7 +304,8 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
             "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
             "face": face.to_dict() if face is not None else {"found": False},
-            "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather},
+            "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather,
+                               "keep_detail": args.seam_keep_detail},
             "unwrap": unwrap_info, "device": str(device), "precision": rec.precision, "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }

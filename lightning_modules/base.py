@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 from collections.abc import Callable
 
@@ -11,6 +12,17 @@ from torchmetrics import MeanMetric
 
 from uhrtex.checkpoint import CHECKPOINT_KEY
 
+
+
+def _needs_run_length(factory: Callable[..., Any]) -> bool:
+    """True for a scheduler partial that still lacks its length `T_max` (CosineAnnealingLR with it left out)."""
+    func = getattr(factory, "func", factory)
+    keywords = getattr(factory, "keywords", {}) or {}
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "T_max" in params and "T_max" not in keywords
 
 
 class StageModule(L.LightningModule):
@@ -82,6 +94,12 @@ class StageModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=params)
         if self.scheduler_factory is None:
             return optimizer
+        if _needs_run_length(self.scheduler_factory):
+            # A schedule over the whole run (cosine decay): its length is only known here, in optimiser steps,
+            # so it steps per batch. Resumes restore its position from the checkpoint like any scheduler.
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer=optimizer, T_max=max(total, 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,

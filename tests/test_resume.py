@@ -74,3 +74,16 @@ def test_hfdr_stage_resumes_from_last(tmp_path, stage_ckpts):
     assert (before["epoch"], after["epoch"]) == (0, 1)
     assert after["global_step"] == 2 * before["global_step"] == 4
     assert after["uhrtex"]["stage"] == "hfdr"
+
+
+def test_cosine_schedule_spans_the_whole_run(tmp_path):
+    """A scheduler partial without T_max (cosine decay) gets the run's length in steps and steps per batch."""
+    cosine = ["model.scheduler._target_=torch.optim.lr_scheduler.CosineAnnealingLR", "~model.scheduler.mode",
+              "~model.scheduler.patience"]
+    out = cli(ARGS + ["run_name=cos", *cosine], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, final = _last(tmp_path)
+    sched = final["lr_schedulers"][0]
+    assert final["global_step"] > 3  # more steps than epochs: the schedule stepped per batch, not per epoch
+    assert sched["T_max"] == sched["last_epoch"] == final["global_step"]
+    assert sched["_last_lr"][0] < 1e-9 and sched["base_lrs"][0] > 1e-4  # decayed from the config's lr to 0

@@ -86,3 +86,36 @@ def test_offset_grid_matches_the_uncropped_result():
     crop = smooth_seams(x[..., 10:250, 20:240], 64, offset=(10, 20))
     assert torch.allclose(crop[..., 20:-20, 20:-20], full[..., 30:230, 40:220], atol=1e-6)
     assert seam_positions(240, 64, 10) == [54, 118, 182]
+
+
+def _band_detail(x: torch.Tensor, patch: int) -> float:
+    """Mean squared fine detail (x minus its 3×3 mean) in the horizontal seams' bands, away from the seam line
+    (whose 3×3 mean straddles the step) and from the vertical seams."""
+    fine = x - torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    rows = torch.zeros(x.shape[-1], dtype=torch.bool)
+    for s in seam_positions(x.shape[-1], patch):
+        rows[s - 7:s - 1] = rows[s + 1:s + 7] = True
+    cols = (torch.arange(x.shape[-1]) % patch - patch // 2).abs() < patch // 4
+    return float(fine[..., rows, :][..., cols].pow(2).mean())
+
+
+def test_keep_detail_hides_the_step_and_keeps_the_texture():
+    x = mosaic()
+    paper, kept = smooth_seams(x, 64), smooth_seams(x, 64, keep_detail=True)
+    before, after = seam_ratio(x, 64), seam_ratio(kept, 64)
+    assert before > 5 and after < 2.0, (before, after)
+    # The paper's blur removes most of the fine texture in the bands; keep_detail leaves it (~ the input's).
+    detail_in = _band_detail(x, 64)
+    assert _band_detail(paper, 64) < 0.2 * detail_in
+    assert abs(_band_detail(kept, 64) / detail_in - 1) < 0.02, (_band_detail(kept, 64), detail_in)
+    # The jump is gone: across every seam the mean levels now meet (the step of the offsets is < 20% left).
+    s = 64
+    jump_in = (x[..., s, :] - x[..., s - 1, :]).mean(-1).abs().mean()
+    jump_out = (kept[..., s, :] - kept[..., s - 1, :]).mean(-1).abs().mean()
+    assert jump_out < 0.2 * jump_in, (float(jump_in), float(jump_out))
+    # Outside the bands nothing changes, a constant stays constant, and crops of a padded grid agree.
+    assert torch.equal(kept[..., 20:44, 20:44], x[..., 20:44, 20:44])
+    c = torch.full((1, 2, 128, 128), 0.3)
+    assert torch.allclose(smooth_seams(c, 32, keep_detail=True), c, atol=1e-6)
+    crop = smooth_seams(x[..., 10:250, 20:240], 64, offset=(10, 20), keep_detail=True)
+    torch.testing.assert_close(crop[..., 20:-20, 20:-20], kept[..., 30:230, 40:220])  # away from the crop border

@@ -52,6 +52,9 @@ class SeamOptions:
     kernel: tuple[int, int] = PAPER_KERNEL
     sigma: float = PAPER_SIGMA
     feather: float = 0.0
+    # Not in the paper: smooth only the low-frequency jump between patches, keep the ±8 px bands' detail (the
+    # paper's blur leaves a 16-px stripe without pores along every seam). False: the paper.
+    keep_detail: bool = True
 
 
 @dataclass
@@ -291,7 +294,8 @@ class Reconstructor:
         t2 = time.perf_counter()
         if self.seams.enabled:
             smooth_seams(out, g.patch, band=self.seams.band, kernel=tuple(self.seams.kernel), sigma=self.seams.sigma,
-                         feather=self.seams.feather, inplace=True, offset=(g.top, g.left))
+                         feather=self.seams.feather, inplace=True, offset=(g.top, g.left),
+                         keep_detail=self.seams.keep_detail)
         t3 = time.perf_counter()
         self.timings = {"stage1": t1 - t0, "hfdr": t2 - t1, "seams": t3 - t2}
         result = dict(maps.TEXTURE.split(out[None]).items())

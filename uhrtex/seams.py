@@ -49,8 +49,21 @@ def seam_positions(size: int, patch: int, offset: int = 0) -> list[int]:
     return [s for s in range(patch - offset % patch, size, patch) if 0 < s < size]
 
 
+def _one_sided_across(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_across: torch.Tensor) -> torch.Tensor:
+    """The across filter on rows a..z-1, each side of the seam at s reading only its own patch: rows past the
+    seam are mirrored back (symmetric), rows past the patch or the image are clamped to its last row."""
+    r, h = k_across.shape[2] // 2, x.shape[2]
+    sides = []
+    for lo, hi, first, last in ((a, s, max(s - patch, 0), s - 1), (s, z, s, min(s + patch, h) - 1)):
+        rows = torch.arange(lo - r, hi + r)
+        rows = torch.where(rows >= s, 2 * s - 1 - rows, rows) if hi == s else torch.where(rows < s, 2 * s - 1 - rows, rows)
+        rows = rows.clamp(first, last).to(x.device)
+        sides.append(F.conv2d(x.index_select(2, rows), k_across, groups=x.shape[1]))
+    return torch.cat(sides, dim=2)
+
+
 def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, along: torch.Tensor,
-                 feather: float, offset: int) -> None:
+                 feather: float, offset: int, keep_detail: bool = False) -> None:
     """Smooth seams between rows of `x` (B×C×H×W, possibly a transposed view), in place."""
     b, c, h, w = x.shape
     seams = seam_positions(h, patch, offset)
@@ -66,6 +79,15 @@ def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, a
         a, z = max(s - band, 0), min(s + band, h)  # the band's rows inside the image
         lo, hi = a - r, z + r
         slab = x[:, :, max(lo, 0):min(hi, h)]
+        if keep_detail:
+            # Only the seam's step is smoothed: the two-sided filter minus each side's own (mirrored) filter is the
+            # low-frequency jump between the patches. Blurred along the seam as long as across, it carries no
+            # detail; the band keeps its pores. It falls to 0 at the band's edge, so no feathering is needed.
+            slab = F.pad(slab, (0, 0, max(-lo, 0), max(hi - h, 0)), mode="replicate")
+            step = F.conv2d(slab, k_across, groups=c) - _one_sided_across(x, s, a, z, patch, k_across)
+            step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=c)
+            out.append((a, z, x[:, :, a:z] + step))
+            continue
         if q or lo < 0 or hi > h:
             slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate")
         y = F.conv2d(slab, k_across, groups=c)  # valid across: exactly the band's rows
@@ -83,12 +105,13 @@ def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, a
 @torch.no_grad()
 def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = PAPER_BAND,
                  kernel: tuple[int, int] = PAPER_KERNEL, sigma: float = PAPER_SIGMA, feather: float = 0.0,
-                 inplace: bool = False, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+                 inplace: bool = False, offset: tuple[int, int] = (0, 0), keep_detail: bool = False) -> torch.Tensor:
     """Anisotropic Gaussian on ±`band` px around the seams of a `patch`-sized grid (see module doc).
 
     `image` is B×C×H×W (or C×H×W); `patch` an int or (patch_h, patch_w); `kernel` = (across, along) taps
     in the paper's numbers. `band` is clamped to half a patch. `offset` = (rows, cols) by which the image
     starts inside the grid (a crop of a padded grid: seams at k·patch - offset). New tensor unless `inplace`.
+    `keep_detail` (not in the paper): smooth only the low-frequency jump between patches, not the band's detail.
     """
     squeeze = image.dim() == 3
     x = image.unsqueeze(0) if squeeze else image
@@ -101,6 +124,7 @@ def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = 
         x = x.clone()
     across, along = gaussian_taps(kernel[0], sigma), gaussian_taps(kernel[1], sigma)
     if band > 0:
-        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0])  # horizontal seams
-        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1])  # vertical
+        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0], keep_detail)  # horizontal seams
+        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1],
+                     keep_detail)  # vertical
     return x[0] if squeeze else x
