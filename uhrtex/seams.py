@@ -63,7 +63,7 @@ def _one_sided_across(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_acr
 
 
 def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, along: torch.Tensor,
-                 feather: float, offset: int, keep_detail: bool = False) -> None:
+                 feather: float, offset: int, keep_detail: tuple[float, float] | None = None) -> None:
     """Smooth seams between rows of `x` (B×C×H×W, possibly a transposed view), in place."""
     b, c, h, w = x.shape
     seams = seam_positions(h, patch, offset)
@@ -86,7 +86,7 @@ def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, a
             slab = F.pad(slab, (0, 0, max(-lo, 0), max(hi - h, 0)), mode="replicate")
             step = F.conv2d(slab, k_across, groups=c) - _one_sided_across(x, s, a, z, patch, k_across)
             step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=c)
-            out.append((a, z, x[:, :, a:z] + step))
+            out.append((a, z, (x[:, :, a:z] + step).clamp_(*keep_detail)))  # stay in the input's range, like a blur
             continue
         if q or lo < 0 or hi > h:
             slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate")
@@ -123,8 +123,8 @@ def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = 
     if not inplace:
         x = x.clone()
     across, along = gaussian_taps(kernel[0], sigma), gaussian_taps(kernel[1], sigma)
+    bounds = tuple(float(v) for v in x.aminmax()) if keep_detail else None
     if band > 0:
-        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0], keep_detail)  # horizontal seams
-        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1],
-                     keep_detail)  # vertical
+        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0], bounds)  # horizontal seams
+        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1], bounds)  # vertical
     return x[0] if squeeze else x
