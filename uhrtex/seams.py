@@ -49,21 +49,34 @@ def seam_positions(size: int, patch: int, offset: int = 0) -> list[int]:
     return [s for s in range(patch - offset % patch, size, patch) if 0 < s < size]
 
 
-def _one_sided_across(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_across: torch.Tensor) -> torch.Tensor:
-    """The across filter on rows a..z-1, each side of the seam at s reading only its own patch: rows past the
-    seam are mirrored back (symmetric), rows past the patch or the image are clamped to its last row."""
+def _keep_detail_band(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_across: torch.Tensor) -> torch.Tensor:
+    """Rows a..z-1 around the seam at s with only the low-frequency jump between the two patches smoothed.
+
+    The jump is (the two-sided across filter) - (each side's own across filter, reading only its patch: rows past
+    the seam mirrored back, rows past the patch or the image clamped). Blurred along the seam by the same taps it
+    carries no detail, and it is 0 beyond ±r rows, so the band meets its surroundings without an edge.
+    """
     r, h = k_across.shape[2] // 2, x.shape[2]
+    top, bottom = max(a - r, 0), min(z + r, h)
+    slab = x[:, :, top:bottom].contiguous()  # small; also makes the vertical pass's transposed view cheap to read
+
+    def across(rows: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(slab.index_select(2, (rows - top).to(slab.device)), k_across, groups=slab.shape[1])
+
+    both = across(torch.arange(a - r, z + r).clamp(0, h - 1))
     sides = []
     for lo, hi, first, last in ((a, s, max(s - patch, 0), s - 1), (s, z, s, min(s + patch, h) - 1)):
         rows = torch.arange(lo - r, hi + r)
-        rows = torch.where(rows >= s, 2 * s - 1 - rows, rows) if hi == s else torch.where(rows < s, 2 * s - 1 - rows, rows)
-        rows = rows.clamp(first, last).to(x.device)
-        sides.append(F.conv2d(x.index_select(2, rows), k_across, groups=x.shape[1]))
-    return torch.cat(sides, dim=2)
+        past = rows >= s if hi == s else rows < s
+        sides.append(across(torch.where(past, 2 * s - 1 - rows, rows).clamp(first, last)))
+    step = both - torch.cat(sides, dim=2)
+    step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=slab.shape[1])
+    # Like a blur, never outside the values it was made from (the pipeline's maps are [0, 1]).
+    return (slab[:, :, a - top:z - top] + step).clamp_(*(float(v) for v in slab.aminmax()))
 
 
 def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, along: torch.Tensor,
-                 feather: float, offset: int, keep_detail: tuple[float, float] | None = None) -> None:
+                 feather: float, offset: int, keep_detail: bool = False) -> None:
     """Smooth seams between rows of `x` (B×C×H×W, possibly a transposed view), in place."""
     b, c, h, w = x.shape
     seams = seam_positions(h, patch, offset)
@@ -80,13 +93,7 @@ def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, a
         lo, hi = a - r, z + r
         slab = x[:, :, max(lo, 0):min(hi, h)]
         if keep_detail:
-            # Only the seam's step is smoothed: the two-sided filter minus each side's own (mirrored) filter is the
-            # low-frequency jump between the patches. Blurred along the seam as long as across, it carries no
-            # detail; the band keeps its pores. It falls to 0 at the band's edge, so no feathering is needed.
-            slab = F.pad(slab, (0, 0, max(-lo, 0), max(hi - h, 0)), mode="replicate")
-            step = F.conv2d(slab, k_across, groups=c) - _one_sided_across(x, s, a, z, patch, k_across)
-            step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=c)
-            out.append((a, z, (x[:, :, a:z] + step).clamp_(*keep_detail)))  # stay in the input's range, like a blur
+            out.append((a, z, _keep_detail_band(x, s, a, z, patch, k_across)))
             continue
         if q or lo < 0 or hi > h:
             slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate")
@@ -123,8 +130,7 @@ def smooth_seams(image: torch.Tensor, patch: int | tuple[int, int], band: int = 
     if not inplace:
         x = x.clone()
     across, along = gaussian_taps(kernel[0], sigma), gaussian_taps(kernel[1], sigma)
-    bounds = tuple(float(v) for v in x.aminmax()) if keep_detail else None
     if band > 0:
-        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0], bounds)  # horizontal seams
-        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1], bounds)  # vertical
+        _smooth_axis(x, ph, min(band, ph // 2), across, along, feather, offset[0], keep_detail)  # horizontal seams
+        _smooth_axis(x.transpose(-1, -2), pw, min(band, pw // 2), across, along, feather, offset[1], keep_detail)  # vertical
     return x[0] if squeeze else x
