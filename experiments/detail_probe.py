@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"),
                     help="fp32 by default: bf16 rounding noise would count as detail")
+    ap.add_argument("--seam-keep-detail", action=argparse.BooleanOptionalAction, default=True,
+                    help="--no-seam-keep-detail: the paper's seam blur (as experiments.reconstruct)")
     args = ap.parse_args(argv)
     rec = Reconstructor.load(args.ckpt, precision=args.precision)
+    rec.seams.keep_detail = args.seam_keep_detail
     store = CaptureStore(args.store)
     keys = store.keys()
     test = set(split_subjects([split_key(k)[0] for k in keys], seed=args.split_seed)["test"])
