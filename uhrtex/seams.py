@@ -20,6 +20,10 @@ What `smooth_seams` implements, exactly:
   a new, weaker edge where the blurred band meets the sharp interior.
 * Horizontal seams are processed first, then vertical seams on that result (so seam crossings get both).
   Filtering reads the input of each pass only, never already-smoothed neighbouring bands.
+
+Not in the paper, `keep_detail=True` (the pipeline's default): instead of replacing the band, add the jump
+correction of `_keep_detail_band` to it, so the band keeps its pores (the paper's blur leaves a 16-px stripe
+without any along every seam). `kernel[1]` and `feather` do not apply to it.
 """
 
 from __future__ import annotations
