@@ -38,6 +38,7 @@ __all__ = ["smooth_seams", "gaussian_taps", "seam_positions"]
 PAPER_BAND = 8
 PAPER_KERNEL = (16, 2)  # (across the seam, along the seam), in the paper's numbers
 PAPER_SIGMA = 5.0
+EDGE_ROWS = 3  # keep_detail: rows each side's continuation past the seam is anchored on (averaging their detail out)
 
 
 def gaussian_taps(size: int, sigma: float, dtype=torch.float32) -> torch.Tensor:
@@ -56,25 +57,34 @@ def seam_positions(size: int, patch: int, offset: int = 0) -> list[int]:
 def _keep_detail_band(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_across: torch.Tensor) -> torch.Tensor:
     """Rows a..z-1 around the seam at s with only the low-frequency jump between the two patches smoothed.
 
-    The jump is (the two-sided across filter) - (each side's own across filter, reading only its patch: rows past
-    the seam mirrored back, rows past the patch or the image clamped). Blurred along the seam by the same taps it
-    carries no detail, and it is 0 beyond ±r rows, so the band meets its surroundings without an edge.
+    The jump is (the two-sided across filter) - (each side's own across filter, reading only its patch). A side
+    is continued past the seam by point reflection about the mean of its last `EDGE_ROWS` rows, which continues
+    a linear ramp exactly (an even mirror would bend every smooth gradient at the seam into a visible line); rows
+    past the patch or the image are clamped. Blurred along the seam by the same taps, the jump carries no detail,
+    and it is 0 beyond ±r rows, so the band meets its surroundings without an edge.
     """
-    r, h = k_across.shape[2] // 2, x.shape[2]
+    r, h, c = k_across.shape[2] // 2, x.shape[2], x.shape[1]
     top, bottom = max(a - r, 0), min(z + r, h)
     slab = x[:, :, top:bottom].contiguous()  # small; also makes the vertical pass's transposed view cheap to read
 
-    def across(rows: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(slab.index_select(2, (rows - top).to(slab.device)), k_across, groups=slab.shape[1])
+    def rows_of(index: torch.Tensor) -> torch.Tensor:
+        return slab.index_select(2, (index - top).to(slab.device))
 
-    both = across(torch.arange(a - r, z + r).clamp(0, h - 1))
+    both = F.conv2d(rows_of(torch.arange(a - r, z + r).clamp(0, h - 1)), k_across, groups=c)
     sides = []
-    for lo, hi, first, last in ((a, s, max(s - patch, 0), s - 1), (s, z, s, min(s + patch, h) - 1)):
+    for lo, hi, first, last, inward in ((a, s, max(s - patch, 0), s - 1, -1), (s, z, s, min(s + patch, h) - 1, 1)):
+        edge_rows = torch.arange(EDGE_ROWS) * inward + (s - 1 if inward < 0 else s)
+        edge_rows = edge_rows.clamp(first, last)
+        centre = edge_rows.double().mean()  # the point the side is reflected about (a row position)
+        edge = rows_of(edge_rows).mean(2, keepdim=True)
         rows = torch.arange(lo - r, hi + r)
-        past = rows >= s if hi == s else rows < s
-        sides.append(across(torch.where(past, 2 * s - 1 - rows, rows).clamp(first, last)))
+        past = rows >= s if inward < 0 else rows < s
+        mirrored = (2 * centre - rows).round().long().clamp(first, last)
+        values = rows_of(torch.where(past, mirrored, rows.clamp(first, last)))
+        values = torch.where(past.view(1, 1, -1, 1).to(slab.device), 2 * edge - values, values)
+        sides.append(F.conv2d(values, k_across, groups=c))
     step = both - torch.cat(sides, dim=2)
-    step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=slab.shape[1])
+    step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=c)
     # Like a blur, never outside the values it was made from (the pipeline's maps are [0, 1]).
     return (slab[:, :, a - top:z - top] + step).clamp_(*(float(v) for v in slab.aminmax()))
 
