@@ -262,18 +262,35 @@ def _spectrum(path: Path, outputs: dict, target: torch.Tensor, mask: torch.Tenso
         spectrum_figure(curves, target, path, mask=mask, factor=factor)
 
 
+SEEDED_CHECKPOINTS = ("checkpoints", "lowres_checkpoints", "patch_only_checkpoint")
+
+
+def _plain(spec):
+    return OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec
+
+
+def _with_seed(spec, seed: int):
+    """A checkpoint spec (path or {stage: path}) with `{seed}` replaced: re-evaluating a seeds=[...] run's stages."""
+    if isinstance(spec, dict):
+        return {k: str(v).replace("{seed}", str(seed)) for k, v in spec.items()}
+    return str(spec).replace("{seed}", str(seed))
+
+
 def compare(cfg: DictConfig) -> dict[str, float]:
     c = cfg.compare
     run_dir = Path(cfg.paths.output_dir)
     if cfg.pipeline.get("torch_threads"):
         torch.set_num_threads(int(cfg.pipeline.torch_threads))
     seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
-    if len(seeds) > 1 and c.checkpoints:
-        raise ValueError("seeds=[...] trains one set of stages per seed; it cannot be combined with "
-                         "compare.checkpoints (evaluate given checkpoints with one seed)")
+    given = {k: c.get(k) for k in SEEDED_CHECKPOINTS if c.get(k)}
+    if len(seeds) > 1 and c.checkpoints and not all("{seed}" in json.dumps(_plain(v)) for v in given.values()):
+        raise ValueError("seeds=[...] trains one set of stages per seed; with compare.checkpoints (and "
+                         "compare.lowres_checkpoints) put {seed} in their paths, e.g. "
+                         "logs/hfdr/runs/<run>_seed{seed}/checkpoints/last.ckpt, or evaluate one seed")
     results = []
     for seed in seeds:
-        sub = cfg if len(seeds) == 1 else subrun_config(cfg, f"seed{seed}", {"seed": seed,
+        per_seed = {f"compare.{k}": _with_seed(_plain(v), seed) for k, v in given.items()}
+        sub = cfg if len(seeds) == 1 else subrun_config(cfg, f"seed{seed}", {"seed": seed, **per_seed,
                                                                              "run_name": f"{cfg.run_name}_seed{seed}"})
         log.info("compare: seed %d (%d of %d)", seed, len(results) + 1, len(seeds))
         results.append(evaluate_seed(sub, Path(sub.paths.output_dir)))
