@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from uhrtex.metrics.seam import seam_metric
-from uhrtex.seams import gaussian_taps, seam_positions, smooth_seams
+from uhrtex.seams import CORE_ROWS, gaussian_taps, seam_positions, smooth_seams
 
 
 def seam_ratio(x: torch.Tensor, patch: int) -> float:
@@ -89,12 +89,12 @@ def test_offset_grid_matches_the_uncropped_result():
 
 
 def _band_detail(x: torch.Tensor, patch: int) -> float:
-    """Mean squared fine detail (x minus its 3×3 mean) in the horizontal seams' bands, away from the seam line
-    (whose 3×3 mean straddles the step) and from the vertical seams."""
+    """Mean squared fine detail (x minus its 3×3 mean) in the horizontal seams' bands, outside the rows next to
+    the seam line that keep_detail blurs (CORE_ROWS, plus the 3×3 mean's reach) and away from the vertical seams."""
     fine = x - torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     rows = torch.zeros(x.shape[-1], dtype=torch.bool)
     for s in seam_positions(x.shape[-1], patch):
-        rows[s - 7:s - 1] = rows[s + 1:s + 7] = True
+        rows[s - 7:s - CORE_ROWS - 1] = rows[s + CORE_ROWS + 1:s + 7] = True
     cols = (torch.arange(x.shape[-1]) % patch - patch // 2).abs() < patch // 4
     return float(fine[..., rows, :][..., cols].pow(2).mean())
 
@@ -125,3 +125,16 @@ def test_keep_detail_hides_the_step_and_keeps_the_texture():
     assert torch.allclose(smooth_seams(c, 32, keep_detail=True), c, atol=1e-6)
     crop = smooth_seams(x[..., 10:250, 20:240], 64, offset=(10, 20), keep_detail=True)
     torch.testing.assert_close(crop[..., 20:-20, 20:-20], kept[..., 30:230, 40:220])  # away from the crop border
+
+
+def test_keep_detail_hides_a_patch_border_frame(monkeypatch):
+    """A network's border effect (each patch's outermost rows off by a constant) is a thin line, not detail."""
+    import uhrtex.seams as seams
+    x = 0.5 + 0.02 * torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    edge = torch.arange(256) % 64 == 0  # each patch's first row and column
+    x[..., edge, :] += 0.05
+    x[..., :, edge] += 0.05
+    before, after = seam_ratio(x, 64), seam_ratio(smooth_seams(x, 64, keep_detail=True), 64)
+    assert before > 3 and after < 1.5, (before, after)
+    monkeypatch.setattr(seams, "CORE_ROWS", 0)  # without the short blur at the seam the frame stays
+    assert seam_ratio(smooth_seams(x, 64, keep_detail=True), 64) > 2

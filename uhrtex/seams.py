@@ -38,6 +38,7 @@ __all__ = ["smooth_seams", "gaussian_taps", "seam_positions"]
 PAPER_BAND = 8
 PAPER_KERNEL = (16, 2)  # (across the seam, along the seam), in the paper's numbers
 PAPER_SIGMA = 5.0
+CORE_ROWS = 2  # keep_detail: rows each side of the seam that get a short blur across it (the patches' border effects)
 EDGE_ROWS = 3  # keep_detail: rows each side's continuation past the seam is anchored on (averaging their detail out)
 
 
@@ -85,8 +86,17 @@ def _keep_detail_band(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_acr
         sides.append(F.conv2d(values, k_across, groups=c))
     step = both - torch.cat(sides, dim=2)
     step = F.conv2d(F.pad(step, (r, r, 0, 0), mode="replicate"), k_across.transpose(2, 3), groups=c)
+    kept = slab[:, :, a - top:z - top] + step
+    # The patches' outermost rows carry the network's own border effects (zero padding): a thin line that is not
+    # pore detail. The CORE_ROWS rows on each side of the seam get a short binomial blur across it.
+    first, last = max(s - CORE_ROWS, a), min(s + CORE_ROWS, z)
+    if last > first:
+        binomial = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=kept.dtype, device=kept.device) / 16
+        rows = (torch.arange(first - 2, last + 2).clamp(a, z - 1) - a).to(kept.device)
+        core = F.conv2d(kept.index_select(2, rows), binomial.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        kept[:, :, first - a:last - a] = core
     # Like a blur, never outside the values it was made from (the pipeline's maps are [0, 1]).
-    return (slab[:, :, a - top:z - top] + step).clamp_(*(float(v) for v in slab.aminmax()))
+    return kept.clamp_(*(float(v) for v in slab.aminmax()))
 
 
 def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, along: torch.Tensor,
