@@ -89,12 +89,12 @@ def _keep_detail_band(x: torch.Tensor, s: int, a: int, z: int, patch: int, k_acr
     kept = slab[:, :, a - top:z - top] + step
     # The patches' outermost rows carry the network's own border effects (zero padding): a thin line that is not
     # pore detail. The CORE_ROWS rows on each side of the seam get a short binomial blur across it.
-    first, last = max(s - CORE_ROWS, a), min(s + CORE_ROWS, z)
-    if last > first:
+    core_lo, core_hi = max(s - CORE_ROWS, a), min(s + CORE_ROWS, z)
+    if core_hi > core_lo:
         binomial = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=kept.dtype, device=kept.device) / 16
-        rows = (torch.arange(first - 2, last + 2).clamp(a, z - 1) - a).to(kept.device)
+        rows = (torch.arange(core_lo - 2, core_hi + 2).clamp(a, z - 1) - a).to(kept.device)
         core = F.conv2d(kept.index_select(2, rows), binomial.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-        kept[:, :, first - a:last - a] = core
+        kept[:, :, core_lo - a:core_hi - a] = core
     # Like a blur, never outside the values it was made from (the pipeline's maps are [0, 1]).
     return kept.clamp_(*(float(v) for v in slab.aminmax()))
 
@@ -114,11 +114,11 @@ def _smooth_axis(x: torch.Tensor, patch: int, band: int, across: torch.Tensor, a
     out = []
     for s in seams:  # filter every band from this pass's input before writing any of them
         a, z = max(s - band, 0), min(s + band, h)  # the band's rows inside the image
-        lo, hi = a - r, z + r
-        slab = x[:, :, max(lo, 0):min(hi, h)]
         if keep_detail:
             out.append((a, z, _keep_detail_band(x, s, a, z, patch, k_across)))
             continue
+        lo, hi = a - r, z + r
+        slab = x[:, :, max(lo, 0):min(hi, h)]
         if q or lo < 0 or hi > h:
             slab = F.pad(slab, (q, q, max(-lo, 0), max(hi - h, 0)), mode="replicate")
         y = F.conv2d(slab, k_across, groups=c)  # valid across: exactly the band's rows
