@@ -167,3 +167,22 @@ def test_one_4096_capture_renders():
     sampled = _sample_textures(cap)
     mask = cap.maps["mask"][0] > 0
     assert (sampled[0:3][:, mask] - cap.maps["albedo"][:, mask]).abs().max() < 1e-6
+
+
+def test_a_store_keeps_one_environment_per_lighting_index(tmp_path, monkeypatch):
+    """Lighting l00 is one of bpy's HDRIs where bpy is installed and a procedural sky elsewhere: a store filled on
+    both kinds of machine would mix two lightings under one index, so the second machine's render must refuse."""
+    from uhrtex.captures import generate
+    from uhrtex.captures.store import CaptureStore
+
+    store = CaptureStore(str(tmp_path / "s"), mode="a")
+    generate.make_captures(store, generate.plan(1, 1), 64, "builtin", progress=False)
+    have = store.meta("s0000__l00__c00")["environment"]["id"]
+    other = "sky6_r000" if have.startswith("sky5") else "sky5_r000"
+    with monkeypatch.context() as m:
+        m.setattr(generate, "resolve_lighting", lambda lighting, folder=None: (other, None))
+        with pytest.raises(ValueError, match=f"l00 of its captures is {have} .*resolves to {other}"):
+            generate.make_captures(store, generate.plan(2, 1), 64, "builtin", progress=False)
+    assert store.keys(refresh=True) == ["s0000__l00__c00"]  # nothing written before the refusal
+    report = generate.make_captures(store, generate.plan(2, 1), 64, "builtin", progress=False)
+    assert report["written"] == ["s0001__l00__c00"]  # the same machine goes on filling it

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
-from uhrtex.captures.format import Capture, capture_key
+from uhrtex.captures.envdir import resolve_lighting
+from uhrtex.captures.format import Capture, capture_key, split_key
 from uhrtex.captures.store import CaptureStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,23 @@ def shard_items(items: Sequence[PlannedCapture], shard: str | None) -> list[Plan
     return [it for k, it in enumerate(items) if k % n == i]
 
 
+def check_lightings(store: CaptureStore, done: set[str], todo: Sequence[PlannedCapture], environments=None) -> None:
+    """A lighting index names one environment within a store. It resolves to one of bpy's HDRIs where bpy is
+    installed and to a procedural sky elsewhere (`environments.default_lightings`), so a store filled on two such
+    machines would silently mix two lightings under one index. Compared against one stored capture per index."""
+    stored: dict[str, str] = {}
+    for key in sorted(done):
+        stored.setdefault(split_key(key)[1], key)
+    for lighting in sorted({it.lighting for it in todo}):
+        key = stored.get(f"l{lighting:02d}")
+        have = store.meta(key).get("environment", {}).get("id") if key else None
+        want = resolve_lighting(lighting, environments)[0]
+        if have and have != want:
+            raise ValueError(f"capture store {store.url}: lighting l{lighting:02d} of its captures is {have} (e.g. {key}), "
+                             f"but here it resolves to {want}; render into a new store (captures.store=...), or render "
+                             "where the same environments exist (bpy's HDRIs: `make blender-venv` or UHRTEX_HDRI_DIR)")
+
+
 def renderer(name: str) -> Callable[..., Capture]:
     """`render_capture(subject_seed, lighting, camera_seed, resolution, **kwargs) -> Capture` of a renderer."""
     if name not in RENDERER_MODULES:
@@ -102,6 +120,8 @@ def make_captures(store: CaptureStore, items: Sequence[PlannedCapture], resoluti
     store.cleanup()
     done = set(store.keys(refresh=True))
     todo = [it for it in items if it.key not in done]
+    if renderer_name != "placeholder":
+        check_lightings(store, done, todo, render_kwargs.get("environments"))
     report = {"written": [], "skipped": [it.key for it in items if it.key in done]}
     if report["skipped"]:
         log.info("%d of %d captures already in %s; rendering %d", len(report["skipped"]), len(items), store.url, len(todo))
