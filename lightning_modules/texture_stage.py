@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning_modules.base import StageModule
 from uhrtex import maps
 from uhrtex.checkpoint import CHECKPOINT_KEY
-from uhrtex.losses import band_energy_loss, band_loss, pixel_laplacian_loss
+from uhrtex.losses import band_energy_loss, band_loss, channel_weights, pixel_laplacian_loss
 
 
 class TextureStageModule(StageModule):
@@ -24,9 +24,10 @@ class TextureStageModule(StageModule):
         if weight:
             terms["band"] = band_loss(pred, target, int(self.hparams.band_factor), mask, self.hparams.get("band_norm", "l2"))
             terms["loss"] = terms["loss"] + weight * terms["band"]
-        energy_weight = self.hparams.get("band_energy_weight", 0.0)
+        energy_weight, per_channel = channel_weights(self.hparams.get("band_energy_weight", 0.0), maps.TEXTURE)
         if energy_weight:
-            terms["band_energy"] = band_energy_loss(pred, target, int(self.hparams.band_factor), mask)
+            terms["band_energy"] = band_energy_loss(pred, target, int(self.hparams.band_factor), mask,
+                                                    channel_weight=per_channel)
             terms["loss"] = terms["loss"] + energy_weight * terms["band_energy"]
         return terms
 

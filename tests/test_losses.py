@@ -117,3 +117,26 @@ def test_band_energy_sees_amplitude_not_placement():
         band_energy_loss(target[..., :30], target[..., :30], 4)
     small = band_energy_loss(flat[..., :16, :16].requires_grad_(), target[..., :16, :16], 4)
     assert small.item() == 0.0 and small.requires_grad  # no interior cell: no term, and training still steps
+
+
+def test_band_energy_weights_per_map():
+    """`band_energy_weight` per map: equal values are the single number; a map's weight scales only its error."""
+    from uhrtex import maps
+    from uhrtex.losses import band_energy_loss, channel_weights
+
+    gen = torch.Generator().manual_seed(1)
+    target = 0.5 + 0.1 * torch.randn(1, maps.TEXTURE.channels, 32, 32, generator=gen)
+    flat_mn = target.clone()
+    flat_mn[:, maps.TEXTURE.slice("micronormal")] = 0.5  # only the micronormal loses its detail
+
+    def weighted(weights):
+        top, per = channel_weights(weights, maps.TEXTURE)
+        return top * band_energy_loss(flat_mn, target, 4, channel_weight=per).item()
+
+    assert channel_weights(20.0, maps.TEXTURE) == (20.0, None)
+    same = weighted({"albedo": 20, "micronormal": 20, "specular": 20})
+    assert same == pytest.approx(weighted(20.0), rel=1e-6) and same > 0
+    assert weighted({"albedo": 20, "micronormal": 5, "specular": 20}) == pytest.approx(same / 4, rel=1e-5)
+    assert weighted({"albedo": 1, "micronormal": 20, "specular": 1}) == pytest.approx(same, rel=1e-5)
+    with pytest.raises(ValueError, match="exactly the maps"):
+        channel_weights({"albedo": 1.0}, maps.TEXTURE)

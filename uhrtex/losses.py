@@ -17,10 +17,13 @@ an edge the network must reproduce). GDE uses λ = 1, HFDR λ = 2.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uhrtex.maps import Layout
 from uhrtex.networks.unet import detail_band
 
 LAPLACIAN_KERNEL = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -88,13 +91,14 @@ def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch
 
 
 def band_energy_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
-                     eps: float = 1e-6) -> torch.Tensor:
+                     eps: float = 1e-6, channel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean |local RMS of pred's detail band − the target's| over non-overlapping (2·factor)² cells, per channel,
     cells weighted by the fraction of their pixels inside the mask (not in the paper). Blind to where inside a
     cell the detail sits, so it rewards showing detail at the GT's amplitude, and the band loss placing it.
     The ring of cells along the crop's border is left out: there, zero padding tells the network where it is,
     and a bright line along the border would be cheap energy (it appeared at the patch seams when it was in).
-    Crops under 3 cells a side have no such cell: the term is 0 there."""
+    Crops under 3 cells a side have no such cell: the term is 0 there. `channel_weight` (C values) scales each
+    channel's error before the mean (`channel_weights`: one weight per map)."""
     cell = 2 * max(int(factor), 1)
     h, w = pred.shape[-2:]
     if min(h, w) < 3 * cell:  # no cell away from the border (e.g. a low-resolution baseline's 8² patches)
@@ -105,7 +109,26 @@ def band_energy_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask
     weight = torch.ones(1, 1, h // cell, w // cell, dtype=pred.dtype, device=pred.device) if mask is None \
         else F.avg_pool2d(mask, cell)
     weight = F.pad(weight[..., 1:-1, 1:-1], (1, 1, 1, 1))
-    return masked_mean((rms(pred) - rms(target)).abs(), weight)
+    err = (rms(pred) - rms(target)).abs()
+    if channel_weight is not None:
+        err = err * channel_weight.to(err)[None, :, None, None]
+    return masked_mean(err, weight)
+
+
+def channel_weights(weights: float | Mapping[str, float], layout: Layout) -> tuple[float, torch.Tensor | None]:
+    """A loss weight given as one number or per map ({albedo: 20, micronormal: 5, specular: 20}, every map of
+    `layout`) -> (overall weight, per-channel weights relative to it or None). The split keeps a per-map dict with
+    equal values identical to that single number."""
+    if not isinstance(weights, Mapping):
+        return float(weights), None
+    if set(weights) != set(layout.names):
+        raise ValueError(f"per-map loss weights {dict(weights)} must name exactly the maps {list(layout.names)}; "
+                         "or give one number for all")
+    top = max(float(w) for w in weights.values())
+    if top <= 0:
+        return 0.0, None
+    per = torch.cat([torch.full((layout.width(n),), float(weights[n]) / top) for n in layout.names])
+    return top, per
 
 
 class PixelLaplacianLoss(nn.Module):
