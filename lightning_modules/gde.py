@@ -16,6 +16,7 @@ from torch import nn
 
 from lightning_modules.loading import check_hash_match
 from lightning_modules.texture_stage import TextureStageModule
+from uhrtex import maps
 from uhrtex.checkpoint import upstream_record
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import gde_input_layout
@@ -41,12 +42,26 @@ def geometry_of(batch: dict[str, torch.Tensor], use_gt: bool) -> tuple[torch.Ten
     return batch["uv_pred"], batch["normal_pred"]
 
 
+@torch.no_grad()
+def mean_face_texture(batches) -> torch.Tensor:
+    """Per-channel mean of the target texture (maps.TEXTURE) inside the face masks of `batches`."""
+    total, count = torch.zeros(maps.TEXTURE.channels), torch.zeros(())
+    for batch in batches:
+        mask = batch["mask"].float().cpu()
+        total += (maps.TEXTURE.cat(batch).float().cpu() * mask).sum((0, 2, 3))
+        count += mask.sum()
+    if count <= 0:
+        raise ValueError("start_from_mean: the training captures have no face pixels (empty masks); check the store")
+    return total / count
+
+
 class GDEModule(TextureStageModule):
     stage = "gde"
 
     def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
                  hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False, loss_norm: str = "l1",
-                 use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None):
+                 use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None,
+                 start_from_mean: bool = False):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.hash_encoder = make_hash_encoder(hash_encoding)  # trained jointly: its params are in self.parameters()
@@ -73,6 +88,11 @@ class GDEModule(TextureStageModule):
     def predict_batch(self, batch):
         uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
         return self.net(gde_input(batch["image"], uv, normal, self.hash_encoder))
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.hparams.start_from_mean and self.global_step == 0:  # a fresh run, not a resumed one
+            self.net.head.bias.data.copy_(torch.logit(mean_face_texture(self.trainer.train_dataloader).clamp(0.02, 0.98)))
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)

@@ -296,3 +296,38 @@ def test_hfdr_defaults_to_the_uv_normal_checkpoint_the_gde_was_trained_on(ckpts,
     with pytest.raises(CheckpointError) as e:
         gde_upstream_uv_normal(str(tmp_path / "gde.ckpt"))
     assert "which is gone" in _one_line(e)
+
+
+def test_gde_start_from_mean_sets_the_head_to_the_training_mean():
+    """`start_from_mean`: a fresh GDE run starts with the training subjects' mean face texture as its output bias,
+    not sigmoid(0) = 0.5 grey (docs/results.md, fifth round); off, the head's bias stays at its zero init."""
+    import lightning as L
+
+    from lightning_modules.gde import mean_face_texture
+
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(2):
+        b = {name: torch.rand(1, n, 32, 32, generator=gen) for name, n in maps.CAPTURE.groups}
+        b["mask"] = (torch.rand(1, 1, 32, 32, generator=gen) > 0.5).float()
+        batches.append(b)
+    target = torch.cat([maps.TEXTURE.cat(b) for b in batches])
+    mask = torch.cat([b["mask"] for b in batches])
+    expected = (target * mask).sum((0, 2, 3)) / mask.sum()
+    assert torch.allclose(mean_face_texture(batches), expected, atol=1e-6)
+
+    class FirstBias(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.bias = module.net.head.bias.detach().clone()
+
+    for start in (True, False):
+        module = build_module("gde", ["model.use_gt_geometry=true", f"model.start_from_mean={start}",
+                                      "model.hash_encoding.backend=torch"])
+        seen = FirstBias()
+        L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, limit_val_batches=0, callbacks=[seen]).fit(
+            module, torch.utils.data.DataLoader(batches, batch_size=None))
+        want = expected.clamp(0.02, 0.98) if start else torch.full_like(expected, 0.5)
+        assert torch.allclose(torch.sigmoid(seen.bias), want, atol=1e-5)
+    with pytest.raises(ValueError, match="no face pixels"):
+        mean_face_texture([{**batches[0], "mask": torch.zeros(1, 1, 32, 32)}])
