@@ -9,6 +9,7 @@ instead (ablations, smoke tests). `hash_encoding.enabled=false` is the no-hash a
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import torch
@@ -40,6 +41,9 @@ def geometry_of(batch: dict[str, torch.Tensor], use_gt: bool) -> tuple[torch.Ten
     if "uv_pred" not in batch:
         raise KeyError("batch has no Stage-1 'uv_pred'; set model.uv_normal_ckpt=... or model.use_gt_geometry=true")
     return batch["uv_pred"], batch["normal_pred"]
+
+
+MEAN_BATCHES = 64  # start_from_mean: enough training batches for a mean colour, a bounded cost on a large store
 
 
 @torch.no_grad()
@@ -92,7 +96,9 @@ class GDEModule(TextureStageModule):
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.hparams.start_from_mean and self.global_step == 0:  # a fresh run, not a resumed one
-            self.net.head.bias.data.copy_(torch.logit(mean_face_texture(self.trainer.train_dataloader).clamp(0.02, 0.98)))
+            mean = mean_face_texture(islice(self.trainer.train_dataloader, MEAN_BATCHES))
+            mean = self.trainer.strategy.broadcast(mean, src=0)  # DDP: every rank starts from rank 0's weights
+            self.net.head.bias.data.copy_(torch.logit(mean.clamp(0.02, 0.98)).to(self.net.head.bias))
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
