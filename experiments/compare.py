@@ -30,7 +30,8 @@ from experiments.compare_table import detail_table, evaluate_capture, seed_rows,
 from experiments.baselines import LOWRES
 from experiments.eval_common import PERCEPTUAL_NAMES, log_wandb_table, perceptual_key
 from experiments.lowres import find_lowres_checkpoints, train_lowres
-from experiments.subruns import SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, run_subrun, subrun_config
+from experiments.subruns import (SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, plain, run_subrun,
+                                 subrun_config)
 from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
@@ -81,7 +82,7 @@ def given_checkpoints(spec) -> dict[str, str]:
         if runs:
             found["patch_only"] = str(runs[-1])
         return found
-    spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else dict(spec)
+    spec = dict(plain(spec))
     missing = [s for s in STAGES if not spec.get(s)]
     if missing:
         raise ValueError(f"compare.checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
@@ -265,10 +266,6 @@ def _spectrum(path: Path, outputs: dict, target: torch.Tensor, mask: torch.Tenso
 SEEDED_CHECKPOINTS = ("checkpoints", "lowres_checkpoints", "patch_only_checkpoint")
 
 
-def _plain(spec):
-    return OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec
-
-
 def _with_seed(spec, seed: int):
     """A checkpoint spec (path or {stage: path}) with `{seed}` replaced: re-evaluating a seeds=[...] run's stages."""
     if isinstance(spec, dict):
@@ -282,14 +279,14 @@ def compare(cfg: DictConfig) -> dict[str, float]:
     if cfg.pipeline.get("torch_threads"):
         torch.set_num_threads(int(cfg.pipeline.torch_threads))
     seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
-    given = {k: c.get(k) for k in SEEDED_CHECKPOINTS if c.get(k)}
-    if len(seeds) > 1 and c.checkpoints and not all("{seed}" in json.dumps(_plain(v)) for v in given.values()):
+    given = {k: plain(c.get(k)) for k in SEEDED_CHECKPOINTS if c.get(k)}
+    if len(seeds) > 1 and c.checkpoints and not all("{seed}" in json.dumps(v) for v in given.values()):
         raise ValueError("seeds=[...] trains one set of stages per seed; with compare.checkpoints (and "
                          "compare.lowres_checkpoints) put {seed} in their paths, e.g. "
                          "logs/hfdr/runs/<run>_seed{seed}/checkpoints/last.ckpt, or evaluate one seed")
     results = []
     for seed in seeds:
-        per_seed = {f"compare.{k}": _with_seed(_plain(v), seed) for k, v in given.items()}
+        per_seed = {f"compare.{k}": _with_seed(v, seed) for k, v in given.items()}
         sub = cfg if len(seeds) == 1 else subrun_config(cfg, f"seed{seed}", {"seed": seed, **per_seed,
                                                                              "run_name": f"{cfg.run_name}_seed{seed}"})
         log.info("compare: seed %d (%d of %d)", seed, len(results) + 1, len(seeds))

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.subruns import plain
 from uhrtex.captures.format import Capture
 from uhrtex.captures.store import CaptureStore
 from uhrtex.checkpoint import STAGES, find_checkpoints
@@ -92,7 +93,7 @@ def find_lowres_checkpoints(spec) -> dict[str, str]:
     """{stage: file} from a folder with `lowres_<stage>.ckpt`, `lowres_<stage>/checkpoints/last.ckpt` or
     `lowres_<stage>/runs/<newest>/checkpoints/last.ckpt` (a logs/ folder), or a {uv_normal, gde, hfdr} mapping."""
     if not isinstance(spec, (str, Path)):
-        spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else dict(spec)
+        spec = dict(plain(spec))
         missing = [s for s in STAGES if not spec.get(s)]
         if missing:
             raise ValueError(f"compare.lowres_checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")

@@ -30,6 +30,11 @@ SMOKE_STAGE = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer
                "trainer.num_sanity_val_steps=0"]
 
 
+def plain(value):
+    """A config value as plain Python: a DictConfig becomes a dict (a checkpoint spec given on the command line)."""
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+
+
 def finish_wandb(failed: bool = False) -> None:
     """End the current W&B run (if any), so the next run's WandbLogger starts its own."""
     try:
