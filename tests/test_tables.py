@@ -77,3 +77,23 @@ def test_compare_tables_give_mean_and_std_over_seeds_and_a_detail_table():
     assert "16.00 ± 7.07" in t.markdown()
     d = detail_table(many, [], show_std=True).markdown()
     assert "band PSNR↑" in d and "17.00 ± 7.07" in d and "0.60" in d
+
+
+def test_compare_seeds_with_given_checkpoints_need_seed_in_their_paths(tmp_path):
+    """seeds=[...] with compare.checkpoints re-evaluates one set of stages per seed: every given spec names its
+    seed with `{seed}`, and each seed's sub-run gets its own paths."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.cli import compose_config
+    from experiments.compare import _with_seed, compare
+
+    spec = {"gde": "logs/gde/runs/r_seed{seed}/checkpoints/last.ckpt", "hfdr": "logs/hfdr/runs/r_seed{seed}/last.ckpt"}
+    assert _with_seed(spec, 2) == {"gde": "logs/gde/runs/r_seed2/checkpoints/last.ckpt",
+                                   "hfdr": "logs/hfdr/runs/r_seed2/last.ckpt"}
+    assert _with_seed("logs_{seed}/", 1) == "logs_1/"
+    GlobalHydra.instance().clear()
+    cfg = compose_config(["exp=compare", "seeds=[0,1]", "compare.checkpoints=logs/", f"paths.output_dir={tmp_path}",
+                          "compare.lowres_checkpoints='logs_{seed}/'"])
+    GlobalHydra.instance().clear()
+    with pytest.raises(ValueError, match=r"put \{seed\} in their paths"):
+        compare(cfg)
