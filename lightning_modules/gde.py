@@ -43,6 +43,11 @@ def geometry_of(batch: dict[str, torch.Tensor], use_gt: bool) -> tuple[torch.Ten
     return batch["uv_pred"], batch["normal_pred"]
 
 
+def face_mask_of(batch: dict[str, torch.Tensor], use_gt: bool) -> torch.Tensor:
+    """The face mask that goes with `geometry_of`: the captures' own, or the Stage-1 predicted one."""
+    return batch["mask"] if use_gt else batch["mask_pred"]
+
+
 MEAN_BATCHES = 64  # start_from_mean: enough training batches for a mean colour, a bounded cost on a large store
 
 
@@ -90,8 +95,9 @@ class GDEModule(TextureStageModule):
             self.upstream = {"uv_normal": upstream_record(self.hparams.uv_normal_ckpt)}
 
     def predict_batch(self, batch):
-        uv, normal = geometry_of(batch, self.hparams.use_gt_geometry)
-        return self.net(gde_input(batch["image"], uv, normal, self.hash_encoder))
+        use_gt = self.hparams.use_gt_geometry
+        uv, normal = geometry_of(batch, use_gt)
+        return self.net(gde_input(batch["image"], uv, normal, self.hash_encoder), face_mask_of(batch, use_gt))
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -122,6 +122,30 @@ def test_stage1_chains_the_networks_at_the_global_size():
     assert not any(p.requires_grad for p in s1.parameters())
 
 
+def test_gde_mask_output_zeroes_the_guide_off_the_face_and_survives_a_checkpoint(tmp_path):
+    """`mask_output`: the guide is the unmasked guide times the predicted mask, in the network, in Stage 1 and
+    after a checkpoint round trip; without the option the mask changes nothing (old checkpoints keep their guides)."""
+    torch.manual_seed(0)
+    x, mask = torch.rand(1, 16, 16, 16), (torch.rand(1, 1, 16, 16) > 0.5).float()
+    plain, masked = build_gde(widths=(4, 8, 8)), build_gde(widths=(4, 8, 8), mask_output=True)
+    masked.load_state_dict(plain.state_dict())
+    assert torch.equal(plain(x, mask), plain(x))
+    assert torch.allclose(masked(x, mask), plain(x) * mask) and masked(x, mask)[mask.expand(1, 7, -1, -1) == 0].abs().max() == 0
+    with pytest.raises(ValueError, match="pass the face mask"):
+        masked(x)
+
+    ckpt = save_stage_checkpoint("gde", tmp_path / "gde.ckpt", ["model.net.mask_output=true", "model.hash_encoding.backend=torch"])
+    gde = load_stage(ckpt, "gde")
+    assert gde["net"].mask_output
+    s1 = Stage1(build_uv_normal(widths=(4, 8, 8, 8, 8)), gde["net"], gde["hash_encoder"], global_size=32)
+    image = torch.rand(1, 3, 32, 32)  # at the global size: Stage 1 does not resample it
+    out = s1(image)
+    x = gde_input(image, out["uv_pred"], out["normal_pred"], gde["hash_encoder"])
+    unmasked = gde["net"](x, torch.ones_like(out["mask_pred"]))
+    assert torch.allclose(out["guide"], unmasked * out["mask_pred"], atol=1e-6)
+    assert not torch.allclose(out["guide"], unmasked, atol=1e-3)
+
+
 def test_paper_preset_fits_a_24gb_gpu_with_the_documented_batches():
     """docs/training.md: width 32; global batch 4 (uv_normal, gde at 1024²), patch batch 16 (hfdr at 512²)."""
     G = 2**30

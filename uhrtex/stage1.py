@@ -102,5 +102,5 @@ class Stage1(nn.Module):
             raise ValueError("Stage1 without a UV&Normal predictor needs ground-truth geometry (uv, normal, mask)")
         if self.gde is not None:
             src = out if self.uv_normal is not None else geom
-            out[GUIDE_KEY] = self.gde(gde_input(x, src["uv_pred"], src["normal_pred"], self.hash_encoder))
+            out[GUIDE_KEY] = self.gde(gde_input(x, src["uv_pred"], src["normal_pred"], self.hash_encoder), src["mask_pred"])
         return out

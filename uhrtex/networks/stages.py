@@ -41,11 +41,29 @@ def build_uv_normal(widths: Sequence[int] = (32, 64, 128, 256, 256), enc_blocks:
     return UNet(maps.IMAGE.channels, out, widths, enc_blocks, dec_blocks, norm, act, out_activation="sigmoid")
 
 
+class GDENet(UNet):
+    """The GDE's UNet. With `mask_output` its guide is multiplied by the face mask that the caller passes: the
+    texture targets are 0 off the face, so the network spends none of its few steps on the background."""
+
+    def __init__(self, *args, mask_output: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mask_output = bool(mask_output)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = super().forward(x)
+        if not self.mask_output:
+            return out
+        if mask is None:
+            raise ValueError("this GDE was built with mask_output=true: pass the face mask (B×1×H×W) with its input")
+        return out * mask.to(out.dtype)
+
+
 def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc_blocks: int = 2, dec_blocks: int = 3,
-              norm: str = "group", act: str = "silu") -> UNet:
-    """Paper: 12 hidden layers (3 levels, 2 enc + 3 dec). `hash_channels` = L·F of the encoder, 0 without one."""
-    return UNet(gde_input_layout(hash_channels).channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks,
-                norm, act, out_activation="sigmoid")
+              norm: str = "group", act: str = "silu", mask_output: bool = False) -> GDENet:
+    """Paper: 12 hidden layers (3 levels, 2 enc + 3 dec). `hash_channels` = L·F of the encoder, 0 without one.
+    `mask_output` (not in the paper): the guide is 0 off the (predicted) face mask, see `GDENet`."""
+    return GDENet(gde_input_layout(hash_channels).channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks,
+                  norm, act, out_activation="sigmoid", mask_output=mask_output)
 
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
