@@ -17,6 +17,17 @@ def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
     assert cfg.input_size == cfg.patch_size * cfg.grid
 
 
+@pytest.mark.parametrize("preset,gde_on_face,energy", [("detail", True, 10.0), ("cpu", False, 20.0), ("paper", False, 20.0)])
+def test_a_preset_sets_its_training_recipe_and_one_choice_can_still_be_overridden(workdir, preset, gde_on_face, energy):
+    """preset=detail trains the GDE from the mean face on the face only and the HFDR at band-energy weight 10
+    (docs/results.md, sixth round); the other presets keep the recipe their documented tables were made with."""
+    gde = compose(["+exp=gde", f"preset={preset}"], workdir).model
+    assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output) == (gde_on_face,) * 3
+    assert compose(["+exp=hfdr", f"preset={preset}"], workdir).model.band_energy_weight == energy
+    one_off = compose(["+exp=gde", f"preset={preset}", "model.masked_loss=false"], workdir).model
+    assert not one_off.masked_loss and one_off.net.mask_output == gde_on_face
+
+
 def test_derived_sizes_follow_an_overridden_input_size(workdir):
     cfg = compose(["input_size=1024"], workdir)
     assert (cfg.global_size, cfg.patch_size) == (256, 128)
