@@ -23,6 +23,7 @@ def test_a_preset_sets_its_training_recipe_and_one_choice_can_still_be_overridde
     (docs/results.md, sixth round); the other presets keep the recipe their documented tables were made with."""
     gde = compose(["+exp=gde", f"preset={preset}"], workdir).model
     assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output) == (gde_on_face,) * 3
+    assert (gde.scheduler.patience >= compose(["+exp=gde", f"preset={preset}"], workdir).trainer.max_epochs) == gde_on_face
     assert compose(["+exp=hfdr", f"preset={preset}"], workdir).model.band_energy_weight == energy
     one_off = compose(["+exp=gde", f"preset={preset}", "model.masked_loss=false"], workdir).model
     assert not one_off.masked_loss and one_off.net.mask_output == gde_on_face
