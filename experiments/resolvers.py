@@ -26,10 +26,10 @@ LR_SCHEDULES = {
 }
 
 
-def _lr_schedule(name: str) -> dict:
+def _lr_schedule(name: str):
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr schedule '{name}'; valid: {', '.join(LR_SCHEDULES)}")
-    return dict(LR_SCHEDULES[name])
+    return OmegaConf.create(LR_SCHEDULES[name])  # a config node, so that Hydra's instantiate builds it
 
 
 OmegaConf.register_new_resolver("lr_schedule", _lr_schedule, replace=True)
