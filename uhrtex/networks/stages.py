@@ -52,7 +52,7 @@ class GDENet(UNet):
     by GUIDE_MASK_DILATION px): the texture targets are 0 off the face, so the network spends none of its few steps
     on the background. Thresholded, not multiplied: the predicted mask is ~0.95 inside the face, and a sigmoid
     output times 0.95 cannot reach the flat micronormal's z = 1. Widened: the 0.1 % of the true face outside the
-    predicted mask, cut to 0, cost the micronormal guide 5 dB (docs/results.md, sixth round)."""
+    predicted mask, cut to 0, cost the micronormal guide 5 dB (docs/results.md, seventh round)."""
 
     def __init__(self, *args, mask_output: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
