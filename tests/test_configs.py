@@ -23,10 +23,10 @@ def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
 def test_a_preset_sets_its_training_recipe_and_one_choice_can_still_be_overridden(workdir, preset, gde_on_face, energy):
     """preset=detail trains the GDE from the mean face, on the face only, with a cosine lr, and the HFDR at band-energy
     weight 10 (docs/results.md, seventh round); the other presets keep the recipe their documented tables were made with."""
-    gde = compose(["+exp=gde", f"preset={preset}"], workdir).model
+    gde = compose(["+exp=gde", f"preset={preset}", "model.hash_encoding.backend=torch"], workdir).model
     assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output) == (gde_on_face,) * 3
     # built as experiments.train builds it (instantiate on the composed config): a scheduler, not a plain dict
-    module = instantiate(compose(["+exp=gde", f"preset={preset}", "model.hash_encoding.backend=torch"], workdir).model)
+    module = instantiate(gde)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10) if gde_on_face else
                 torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=5))
