@@ -280,7 +280,9 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         torch.set_num_threads(int(cfg.pipeline.torch_threads))
     seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
     given = {k: plain(c.get(k)) for k in SEEDED_CHECKPOINTS if c.get(k)}
-    if len(seeds) > 1 and c.checkpoints and not all("{seed}" in json.dumps(v) for v in given.values()):
+    # Every given spec, not only compare.checkpoints: a lowres spec without {seed} would pair each seed's own
+    # stages with one seed's baseline.
+    if len(seeds) > 1 and given and not all("{seed}" in json.dumps(v) for v in given.values()):
         raise ValueError("seeds=[...] trains one set of stages per seed; with compare.checkpoints (and "
                          "compare.lowres_checkpoints) put {seed} in their paths, e.g. "
                          "logs/hfdr/runs/<run>_seed{seed}/checkpoints/last.ckpt, or evaluate one seed")

@@ -97,3 +97,8 @@ def test_compare_seeds_with_given_checkpoints_need_seed_in_their_paths(tmp_path)
     GlobalHydra.instance().clear()
     with pytest.raises(ValueError, match=r"put \{seed\} in their paths"):
         compare(cfg)
+    # Ours trained per seed, but one baseline for every seed: refused as well.
+    cfg = compose_config(["exp=compare", "seeds=[0,1]", f"paths.output_dir={tmp_path}", "compare.lowres_checkpoints=logs/"])
+    GlobalHydra.instance().clear()
+    with pytest.raises(ValueError, match=r"put \{seed\} in their paths"):
+        compare(cfg)
