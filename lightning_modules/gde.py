@@ -52,16 +52,17 @@ MEAN_BATCHES = 64  # start_from_mean: enough training batches for a mean colour,
 
 
 @torch.no_grad()
-def mean_face_texture(batches) -> torch.Tensor:
-    """Per-channel mean of the target texture (maps.TEXTURE) inside the face masks of `batches`."""
-    total, count = torch.zeros(maps.TEXTURE.channels), torch.zeros(())
+def face_means(batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel means of the target texture (maps.TEXTURE) and of the image inside the face masks of `batches`."""
+    texture, image, count = torch.zeros(maps.TEXTURE.channels), torch.zeros(maps.IMAGE.channels), torch.zeros(())
     for batch in batches:
         mask = batch["mask"].float().cpu()
-        total += (maps.TEXTURE.cat(batch).float().cpu() * mask).sum((0, 2, 3))
+        texture += (maps.TEXTURE.cat(batch).float().cpu() * mask).sum((0, 2, 3))
+        image += (batch["image"].float().cpu() * mask).sum((0, 2, 3))
         count += mask.sum()
     if count <= 0:
         raise ValueError("start_from_mean: the training captures have no face pixels (empty masks); check the store")
-    return total / count
+    return texture / count, image / count
 
 
 class GDEModule(TextureStageModule):
@@ -102,9 +103,9 @@ class GDEModule(TextureStageModule):
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.hparams.start_from_mean and self.global_step == 0:  # a fresh run, not a resumed one
-            mean = mean_face_texture(islice(self.trainer.train_dataloader, MEAN_BATCHES))
-            mean = self.trainer.strategy.broadcast(mean, src=0)  # DDP: every rank starts from rank 0's weights
-            self.net.head.bias.data.copy_(torch.logit(mean.clamp(0.02, 0.98)).to(self.net.head.bias))
+            means = face_means(islice(self.trainer.train_dataloader, MEAN_BATCHES))
+            means = self.trainer.strategy.broadcast(means, src=0)  # DDP: every rank starts from rank 0's weights
+            self.net.start_from(*means)
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)

@@ -21,10 +21,10 @@ def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
 
 @pytest.mark.parametrize("preset,gde_on_face,energy", [("detail", True, 10.0), ("cpu", False, 20.0), ("paper", False, 20.0)])
 def test_a_preset_sets_its_training_recipe_and_one_choice_can_still_be_overridden(workdir, preset, gde_on_face, energy):
-    """preset=detail trains the GDE from the mean face, on the face only, with a cosine lr, and the HFDR at band-energy
-    weight 10 (docs/results.md, seventh round); the other presets keep the recipe their documented tables were made with."""
+    """preset=detail trains the GDE from the mean face, on the face only, with a cosine lr and its albedo as the image
+    times a gain, and the HFDR at band-energy weight 10 (docs/results.md, seventh and eighth rounds); the other presets keep the recipe their documented tables were made with."""
     gde = compose(["+exp=gde", f"preset={preset}", "model.hash_encoding.backend=torch"], workdir).model
-    assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output) == (gde_on_face,) * 3
+    assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output, gde.net.albedo_from_image) == (gde_on_face,) * 4
     # built as experiments.train builds it (instantiate on the composed config): a scheduler, not a plain dict
     module = instantiate(gde)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])

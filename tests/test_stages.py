@@ -151,6 +151,43 @@ def test_gde_mask_output_zeroes_the_guide_off_the_face_and_survives_a_checkpoint
     assert not torch.allclose(out["guide"], unmasked, atol=1e-3)
 
 
+def test_gde_albedo_from_image_is_the_image_times_a_gain_and_survives_a_checkpoint(tmp_path):
+    """`albedo_from_image`: albedo = image · exp(head), clipped to [0, 1] in value but not in gradient; micronormal and
+    specular through the sigmoid as before. `start_from` makes the untrained gain mean albedo / mean image."""
+    from uhrtex.networks.unet import UNet
+
+    torch.manual_seed(0)
+    net = build_gde(widths=(4, 8, 8), albedo_from_image=True)
+    x = torch.rand(1, 16, 16, 16)
+    raw = UNet.forward(net, x)  # the head's output before any output function
+    out = net(x)
+    albedo, rest = maps.TEXTURE.slice("albedo"), slice(3, 7)
+    assert torch.allclose(out[:, albedo], (x[:, :3] * raw[:, albedo].exp()).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(out[:, rest], torch.sigmoid(raw[:, rest]), atol=1e-6)
+    # an overshooting gain still gets a gradient back toward the target
+    with torch.no_grad():
+        net.head.bias[albedo] = 5.0
+    y = net(x)[:, albedo]
+    assert y.max() == 1.0
+    y.sum().backward()
+    assert net.head.bias.grad[albedo].abs().min() > 0
+
+    texture_mean, image_mean = torch.tensor([0.6, 0.4, 0.3, 0.5, 0.5, 0.9, 0.2]), torch.tensor([0.3, 0.2, 0.6])
+    with torch.no_grad():
+        net.head.weight.zero_()
+    net.start_from(texture_mean, image_mean)
+    out = net(x)
+    assert torch.allclose(out[:, albedo], (x[:, :3] * (texture_mean[:3] / image_mean)[:, None, None]).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(out[:, rest], texture_mean[3:, None, None].expand_as(out[:, rest]), atol=1e-6)
+    with pytest.raises(ValueError, match="out_activation='identity'"):
+        from uhrtex.networks.stages import GDENet
+        GDENet(16, 7, (4, 8, 8), albedo_from_image=True)
+
+    ckpt = save_stage_checkpoint("gde", tmp_path / "gde.ckpt", ["model.net.albedo_from_image=true",
+                                                                 "model.hash_encoding.backend=torch"])
+    assert load_stage(ckpt, "gde")["net"].albedo_from_image
+
+
 def test_paper_preset_fits_a_24gb_gpu_with_the_documented_batches():
     """docs/training.md: width 32; global batch 4 (uv_normal, gde at 1024²), patch batch 16 (hfdr at 512²)."""
     G = 2**30
@@ -332,7 +369,7 @@ def test_gde_start_from_mean_sets_the_head_to_the_training_mean():
     not sigmoid(0) = 0.5 grey (docs/results.md, fifth round); off, the head's bias stays at its zero init."""
     import lightning as L
 
-    from lightning_modules.gde import mean_face_texture
+    from lightning_modules.gde import face_means
 
     gen = torch.Generator().manual_seed(0)
     batches = []
@@ -343,7 +380,10 @@ def test_gde_start_from_mean_sets_the_head_to_the_training_mean():
     target = torch.cat([maps.TEXTURE.cat(b) for b in batches])
     mask = torch.cat([b["mask"] for b in batches])
     expected = (target * mask).sum((0, 2, 3)) / mask.sum()
-    assert torch.allclose(mean_face_texture(batches), expected, atol=1e-6)
+    texture_mean, image_mean = face_means(batches)
+    assert torch.allclose(texture_mean, expected, atol=1e-6)
+    images = torch.cat([b["image"] for b in batches])
+    assert torch.allclose(image_mean, (images * mask).sum((0, 2, 3)) / mask.sum(), atol=1e-6)
 
     class FirstBias(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -359,4 +399,4 @@ def test_gde_start_from_mean_sets_the_head_to_the_training_mean():
         want = expected.clamp(0.02, 0.98) if start else torch.full_like(expected, 0.5)
         assert torch.allclose(torch.sigmoid(seen.bias), want, atol=1e-5)
     with pytest.raises(ValueError, match="no face pixels"):
-        mean_face_texture([{**batches[0], "mask": torch.zeros(1, 1, 32, 32)}])
+        face_means([{**batches[0], "mask": torch.zeros(1, 1, 32, 32)}])

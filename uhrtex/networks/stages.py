@@ -47,19 +47,36 @@ def build_uv_normal(widths: Sequence[int] = (32, 64, 128, 256, 256), enc_blocks:
 GUIDE_MASK_DILATION = 2
 
 
+# albedo_from_image: the log-gain is clipped to ±this before exp, so a diverging head cannot overflow.
+GAIN_LOG_LIMIT = 8.0
+
+
 class GDENet(UNet):
     """The GDE's UNet. With `mask_output` its guide is 0 off the face mask that the caller passes (> 0.5, widened
     by GUIDE_MASK_DILATION px): the texture targets are 0 off the face, so the network spends none of its few steps
     on the background. Thresholded, not multiplied: the predicted mask is ~0.95 inside the face, and a sigmoid
     output times 0.95 cannot reach the flat micronormal's z = 1. Widened: the 0.1 % of the true face outside the
-    predicted mask, cut to 0, cost the micronormal guide 5 dB (docs/results.md, seventh round)."""
+    predicted mask, cut to 0, cost the micronormal guide 5 dB (docs/results.md, seventh round).
 
-    def __init__(self, *args, mask_output: bool = False, **kwargs):
+    With `albedo_from_image` the albedo guide is the input image times a per-channel gain, image · exp(head), and
+    only micronormal and specular go through the sigmoid. Under one lighting the image is albedo × shading, and
+    the shading is smooth and set by the normal: the network learns an inverse shading, and the lips, brows, moles
+    and skin tone come from the image itself instead of being relearnt from five training faces (docs/results.md,
+    eighth round). The albedo is clipped to [0, 1] in value but not in gradient, so a gain that overshoots is pulled
+    back instead of sitting in a flat clamp."""
+
+    def __init__(self, *args, mask_output: bool = False, albedo_from_image: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if albedo_from_image and self._out_act != "identity":
+            raise ValueError("albedo_from_image applies its own output functions: build the UNet with "
+                             "out_activation='identity' (build_gde does)")
         self.mask_output = bool(mask_output)
+        self.albedo_from_image = bool(albedo_from_image)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         out = super().forward(x)
+        if self.albedo_from_image:
+            out = self._image_relative(out, x[:, :maps.IMAGE.channels])
         if not self.mask_output:
             return out
         if mask is None:
@@ -67,13 +84,34 @@ class GDENet(UNet):
         r = GUIDE_MASK_DILATION
         return out * F.max_pool2d((mask > 0.5).to(out.dtype), 2 * r + 1, stride=1, padding=r)
 
+    @staticmethod
+    def _image_relative(raw: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        parts = {name: torch.sigmoid(t) for name, t in maps.TEXTURE.split(raw).items()}
+        gain = torch.exp(maps.TEXTURE.split(raw)["albedo"].clamp(-GAIN_LOG_LIMIT, GAIN_LOG_LIMIT))
+        albedo = image.to(raw.dtype) * gain
+        parts["albedo"] = albedo + (albedo.clamp(0.0, 1.0) - albedo).detach()  # clipped value, identity gradient
+        return maps.TEXTURE.cat(parts)
+
+    @torch.no_grad()
+    def start_from(self, texture_mean: torch.Tensor, image_mean: torch.Tensor) -> None:
+        """Set the head's bias so that an untrained network outputs the training faces' mean texture (per channel,
+        maps.TEXTURE order); with `albedo_from_image`, the mean image times the gain mean albedo / mean image."""
+        bias = torch.logit(texture_mean.clamp(0.02, 0.98))
+        if self.albedo_from_image:
+            ratio = texture_mean[maps.TEXTURE.slice("albedo")].clamp_min(1e-3) / image_mean.clamp_min(1e-3)
+            bias[maps.TEXTURE.slice("albedo")] = torch.log(ratio)
+        self.head.bias.copy_(bias.to(self.head.bias))
+
 
 def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc_blocks: int = 2, dec_blocks: int = 3,
-              norm: str = "group", act: str = "silu", mask_output: bool = False) -> GDENet:
+              norm: str = "group", act: str = "silu", mask_output: bool = False,
+              albedo_from_image: bool = False) -> GDENet:
     """Paper: 12 hidden layers (3 levels, 2 enc + 3 dec). `hash_channels` = L·F of the encoder, 0 without one.
-    `mask_output` (not in the paper): the guide is 0 off the (predicted) face mask, see `GDENet`."""
+    Not in the paper: `mask_output`, the guide is 0 off the (predicted) face mask; `albedo_from_image`, the albedo
+    guide is the image times a learnt gain (see `GDENet`)."""
     return GDENet(gde_input_layout(hash_channels).channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks,
-                  norm, act, out_activation="sigmoid", mask_output=mask_output)
+                  norm, act, out_activation="identity" if albedo_from_image else "sigmoid", mask_output=mask_output,
+                  albedo_from_image=albedo_from_image)
 
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
