@@ -86,9 +86,9 @@ class GDENet(UNet):
 
     @staticmethod
     def _image_relative(raw: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        parts = {name: torch.sigmoid(t) for name, t in maps.TEXTURE.split(raw).items()}
-        gain = torch.exp(maps.TEXTURE.split(raw)["albedo"].clamp(-GAIN_LOG_LIMIT, GAIN_LOG_LIMIT))
-        albedo = image.to(raw.dtype) * gain
+        parts = maps.TEXTURE.split(raw)
+        albedo = image.to(raw.dtype) * torch.exp(parts.pop("albedo").clamp(-GAIN_LOG_LIMIT, GAIN_LOG_LIMIT))
+        parts = {name: torch.sigmoid(t) for name, t in parts.items()}
         parts["albedo"] = albedo + (albedo.clamp(0.0, 1.0) - albedo).detach()  # clipped value, identity gradient
         return maps.TEXTURE.cat(parts)
 
