@@ -43,6 +43,12 @@ from uhrtex.pipeline import Reconstructor
 log = logging.getLogger(__name__)
 
 
+# The guide-less HFDR (patch_only=retrain) on top of exp=hfdr. A sigmoid head: the guide pass-through head, and the
+# detail pass-through that starts it at guide + band, would start (and stay) at 0 without a guide.
+PATCH_ONLY_OVERRIDES = ("task_name=hfdr_patch_only", "model._target_=lightning_modules.hfdr.PatchOnlyHFDR",
+                        "model.net.guide_passthrough=false", "model.net.detail_passthrough=false")
+
+
 def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     """Train uv_normal -> gde -> hfdr (train_all) and, if asked, the guide-less HFDR; -> {stage: last.ckpt}."""
     from experiments.train_all import train_all
@@ -52,10 +58,7 @@ def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
     if patch_only:
         extra = SMOKE_STAGE if cfg.trainer.get("fast_dev_run") else []
-        po_dir, _ = run_subrun(["exp=hfdr", *parent_overrides(cfg), "task_name=hfdr_patch_only",
-                                "model._target_=lightning_modules.hfdr.PatchOnlyHFDR",
-                                # A sigmoid head: the guide pass-through head would start (and stay) at 0 without a guide.
-                                "model.net.guide_passthrough=false",
+        po_dir, _ = run_subrun(["exp=hfdr", *parent_overrides(cfg), *PATCH_ONLY_OVERRIDES,
                                 f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
         ckpts["patch_only"] = str(po_dir / "checkpoints" / "last.ckpt")
     return ckpts
