@@ -108,3 +108,16 @@ def test_multirun_with_ddp_is_refused():
 def test_resume_without_any_previous_run_says_what_to_do(workdir):
     with pytest.raises(UsageError, match="no run of task 'toy' has checkpoints/last.ckpt"):
         prepare_argv(["+exp=toy", "ckpt_path=last"])
+
+
+@pytest.mark.parametrize("preset", ["detail", "cpu", "paper", "tiny"])
+def test_the_compare_patch_only_retrain_builds_at_every_preset(workdir, preset):
+    """+exp=compare with patch_only=retrain trains exp=hfdr with PATCH_ONLY_OVERRIDES: a guide-less HFDR with a
+    sigmoid head. The detail pass-through default needs the guide pass-through, and once made the plain compare
+    fail at this step; the module is built here as experiments.train builds it."""
+    from experiments.compare import PATCH_ONLY_OVERRIDES
+    from lightning_modules.hfdr import PatchOnlyHFDR
+
+    cfg = compose(["+exp=hfdr", f"preset={preset}", *PATCH_ONLY_OVERRIDES, "model.gde_ckpt=unused"], workdir)
+    module = instantiate(cfg.model)
+    assert isinstance(module, PatchOnlyHFDR) and module.net._out_act == "sigmoid"
