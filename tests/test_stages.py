@@ -389,14 +389,17 @@ def test_gde_start_from_mean_sets_the_head_to_the_training_mean():
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.bias = module.net.head.bias.detach().clone()
 
-    for start in (True, False):
+    for start, gain in ((True, False), (False, False), (True, True)):
         module = build_module("gde", ["model.use_gt_geometry=true", f"model.start_from_mean={start}",
-                                      "model.hash_encoding.backend=torch"])
+                                      f"model.net.albedo_from_image={gain}", "model.hash_encoding.backend=torch"])
         seen = FirstBias()
         L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, limit_val_batches=0, callbacks=[seen]).fit(
             module, torch.utils.data.DataLoader(batches, batch_size=None))
         want = expected.clamp(0.02, 0.98) if start else torch.full_like(expected, 0.5)
+        if gain:  # the albedo's gain starts at mean albedo / mean image
+            assert torch.allclose(seen.bias[:3].exp(), expected[:3] / image_mean, atol=1e-5)
+            seen.bias, want = seen.bias[3:], want[3:]
         assert torch.allclose(torch.sigmoid(seen.bias), want, atol=1e-5)
     with pytest.raises(ValueError, match="no face pixels"):
         face_means([{**batches[0], "mask": torch.zeros(1, 1, 32, 32)}])
