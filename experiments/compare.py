@@ -142,11 +142,35 @@ def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: d
     return rec, Baselines(rec, methods, patch_only, lowres, c.lowres_factor)
 
 
+def test_store(cfg: DictConfig) -> str:
+    """The store the methods are evaluated on: `compare.test_store` if given, else the training store."""
+    return str(cfg.compare.get("test_store") or cfg.data.store)
+
+
 def test_keys(cfg: DictConfig) -> list[str]:
-    dm = instantiate(cfg.data)
-    dm.prepare_data()
-    dm.setup("test")
-    return list(dm.splits["test"])
+    """The test split of data.store, or every capture of `compare.test_store` (subjects never trained on)."""
+    if not cfg.compare.get("test_store"):
+        dm = instantiate(cfg.data)
+        dm.prepare_data()
+        dm.setup("test")
+        return list(dm.splits["test"])
+    path = test_store(cfg)
+    held_out = CaptureStore(path)
+    keys = held_out.keys()
+    if not keys:
+        raise ValueError(f"compare.test_store={path} holds no captures; render some with +exp=make_captures "
+                         f"data.store={path} captures.first_subject=N")
+    trained = CaptureStore(cfg.data.store)
+    shared = sorted({held_out.subject(k) for k in keys} & {trained.subject(k) for k in trained.keys()})
+    if shared:
+        raise ValueError(f"compare.test_store={path} shares subjects {shared} with data.store={cfg.data.store}, whose "
+                         "subjects train the networks; render held-out subjects with captures.first_subject past them")
+    lightings = [{(s.meta(k).get("environment") or {}).get("id") for k in s.keys()} for s in (held_out, trained)]
+    if not lightings[0] <= lightings[1]:
+        raise ValueError(f"compare.test_store={path} has lightings {sorted(map(str, lightings[0] - lightings[1]))} "
+                         f"that data.store={cfg.data.store} was not rendered under; render it with the same renderer "
+                         "and captures.lightings")
+    return keys
 
 
 def _write_rows(path: Path, rows: dict[str, list[dict]]) -> None:
@@ -225,7 +249,7 @@ def evaluate_seed(cfg: DictConfig, run_dir: Path) -> dict:
         keys = keys[:1]
     for ext in externals:
         ext.check_keys(keys)
-    store = CaptureStore(cfg.data.store)
+    store = CaptureStore(test_store(cfg))
     evaluator = Evaluator(cfg.metrics.perceptual, tile=cfg.metrics.tile, detail=cfg.metrics.get("detail", 8))
     rows: dict[str, list[dict]] = {}
     uv_rows: dict[str, list[dict]] = {}
@@ -336,7 +360,7 @@ def _notes(cfg: DictConfig, first: dict, perceptual: str | None, seeds: list[int
               else f"one seed ({seeds[0]}): mean over the test captures")
     return [
         (f"small-scale run: input {size}² (patches {rec.patch_size}², global {rec.global_size}²), {len(keys)} test "
-         f"captures (held-out subjects), metrics in image space at {size}² over GT face mask ∩ every method's "
+         f"captures (held-out subjects{', ' + test_store(cfg) if c.get('test_store') else ''}), metrics in image space at {size}² over GT face mask ∩ every method's "
          f"coverage; {spread}"),
         f"{PERCEPTUAL_NAMES[perceptual]} on the region's bounding box{tiles}" if perceptual
         else "no perceptual metric (metrics.perceptual=none)",

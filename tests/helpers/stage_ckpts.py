@@ -39,13 +39,14 @@ def save_stage_checkpoint(stage: str, path: Path, overrides: list[str] = (), pre
     return str(path)
 
 
-def make_store(path: Path, resolution: int, subjects: int = 3, lightings: int = 1, renderer: str = "placeholder") -> str:
+def make_store(path: Path, resolution: int, subjects: int = 3, lightings: int = 1, renderer: str = "placeholder",
+               first_subject: int = 0) -> str:
     """A capture store of planned captures (the keys exp/demo plans), global level included."""
     from uhrtex.captures.generate import make_captures, plan
     from uhrtex.captures.store import CaptureStore
 
     with one_thread():  # small renders: 4x faster than 2 spin-waiting threads on a shared 2-core box
-        make_captures(CaptureStore(str(path), mode="a"), plan(subjects, lightings, 1), resolution, renderer,
+        make_captures(CaptureStore(str(path), mode="a"), plan(subjects, lightings, 1, first_subject), resolution, renderer,
                       global_sizes=[resolution // 4], progress=False)
     return str(path)
 
