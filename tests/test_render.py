@@ -149,6 +149,16 @@ def test_lighting_ids():
         assert 0.3 < lum[0] / lum[1] < 3
 
 
+def test_hdris_can_be_turned_off(monkeypatch, tmp_path):
+    """UHRTEX_HDRI_DIR=off: lighting index i is the procedural sky a machine without bpy gives, even where the
+    HDRIs are installed (to extend a store rendered without bpy); a folder with them is used."""
+    monkeypatch.setenv("UHRTEX_HDRI_DIR", "off")
+    assert E.hdri_dir() is None and E.default_lightings(1)[0].startswith("sky0_")
+    (tmp_path / "studio.exr").touch()
+    monkeypatch.setenv("UHRTEX_HDRI_DIR", str(tmp_path))
+    assert E.hdri_dir() == tmp_path and E.default_lightings(1)[0].startswith(E.HDRI_NAMES[0])
+
+
 @pytest.mark.slow
 def test_twelve_subjects_two_lightings_at_512(tmp_path):
     """The issue's workload writes every capture (its time: benchmarks/make_captures.py)."""

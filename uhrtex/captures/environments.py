@@ -4,7 +4,8 @@ Lighting ids (valid store-key parts):
 * `<hdri>_r<deg>`: one of the 8 CC0 Poly Haven HDRIs inside the bpy wheel (`city courtyard forest
   interior night studio sunrise sunset`, 1K EXR), rotated by <deg> about the vertical axis. Found in
   `$UHRTEX_HDRI_DIR`, else `<repo>/.venv-blender/lib/python3.11/site-packages/bpy/5.0/datafiles/
-  studiolights/world`, else an importable `bpy`'s own copy.
+  studiolights/world`, else an importable `bpy`'s own copy. `UHRTEX_HDRI_DIR=off`: none, as on a machine without
+  bpy (lighting index i is then a procedural sky: how to extend a store that was rendered without bpy).
 * `sky<k>_r<deg>`: a procedural sky (seed k): sun disk + sky gradient + ground. Always available.
 * `env-<slug>_r<deg>`: one of your own maps (`captures.environments=DIR`, see `envdir.py`); its file is the
   `source` passed to `load_environment`.
@@ -52,7 +53,9 @@ class LightingError(ValueError):
 
 
 def hdri_dir() -> Path | None:
-    """Folder holding the 8 bpy studio HDRIs, or None when none is found."""
+    """Folder holding the 8 bpy studio HDRIs, or None when none is found or `UHRTEX_HDRI_DIR=off`."""
+    if os.environ.get("UHRTEX_HDRI_DIR", "").lower() == "off":
+        return None
     cands = []
     if os.environ.get("UHRTEX_HDRI_DIR"):
         cands.append(Path(os.environ["UHRTEX_HDRI_DIR"]))
