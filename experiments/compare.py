@@ -36,6 +36,7 @@ from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
 from uhrtex.captures.store import CaptureStore
+from uhrtex.io import atomic_path
 from uhrtex.metrics import Evaluator
 from uhrtex.metrics.external import find_methods
 from uhrtex.pipeline import Reconstructor
@@ -175,11 +176,16 @@ def test_keys(cfg: DictConfig) -> list[str]:
 
 def _write_rows(path: Path, rows: dict[str, list[dict]]) -> None:
     flat = [{"method": m, **r} for m, rs in rows.items() for r in rs]
-    columns = ["method", "capture"] + sorted({k for r in flat for k in r} - {"method", "capture"})
-    with open(path, "w", newline="") as f:
+    first = [k for k in ("method", "seed", "capture") if any(k in r for r in flat)]
+    columns = first + sorted({k for r in flat for k in r} - set(first))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, columns)
         w.writeheader()
         w.writerows(flat)
+
+
+def _seeded(rows: dict[str, list[dict]], seed: int) -> dict[str, list[dict]]:
+    return {m: [{"seed": seed, **r} for r in rs] for m, rs in rows.items()}
 
 
 def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None:
@@ -320,6 +326,8 @@ def compare(cfg: DictConfig) -> dict[str, float]:
                                                                              "run_name": f"{cfg.run_name}_seed{seed}"})
         log.info("compare: seed %d (%d of %d)", seed, len(results) + 1, len(seeds))
         results.append(evaluate_seed(sub, Path(sub.paths.output_dir)))
+        if len(seeds) > 1:  # on disk as soon as the seed is done: a later seed's failure keeps these numbers
+            _write_rows(Path(sub.paths.output_dir) / "per_capture.csv", _seeded(results[-1]["rows"], seed))
     first = results[0]
     rows = seed_rows([r["rows"] for r in results])
     uv_rows = seed_rows([r["uv_rows"] for r in results]) if first["uv_rows"] else {}
@@ -336,10 +344,10 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         md, _ = t.write(run_dir / name)
         log.info("compare: wrote %s\n%s", md, t.markdown())
         log_wandb_table(cfg, name, t, job_type="compare")
-    _write_rows(run_dir / "per_capture.csv", {m: [r for res in results for r in res["rows"][m]] for m in first["rows"]})
-    if first["uv_rows"]:
-        _write_rows(run_dir / "per_capture_uv.csv", {m: [r for res in results for r in res["uv_rows"][m]]
-                                                     for m in first["uv_rows"]})
+    for name, key in (("per_capture.csv", "rows"), ("per_capture_uv.csv", "uv_rows")):
+        if first[key]:
+            _write_rows(run_dir / name, {m: [r for s, res in zip(seeds, results) for r in _seeded(res[key], s)[m]]
+                                         for m in first[key]})
     return {f"{m}/{k}": v for m, rs in rows.items() for k, v in _means(rs).items()}
 
 

@@ -102,3 +102,21 @@ def test_compare_seeds_with_given_checkpoints_need_seed_in_their_paths(tmp_path)
     GlobalHydra.instance().clear()
     with pytest.raises(ValueError, match=r"put \{seed\} in their paths"):
         compare(cfg)
+
+
+def test_compare_per_capture_rows_name_their_seed(tmp_path):
+    """per_capture.csv: one row per (method, seed, capture), written atomically (no temporary file left)."""
+    import csv
+
+    from experiments.compare import _seeded, _write_rows
+
+    rows = {"ours": [{"capture": "s0004", "albedo/psnr": 27.0}], "gde_only": [{"capture": "s0004", "albedo/psnr": 26.0}]}
+    per_seed = [_seeded(rows, 0), _seeded({m: [{**r, "albedo/psnr": r["albedo/psnr"] + 1} for r in rs]
+                                           for m, rs in rows.items()}, 1)]
+    _write_rows(tmp_path / "per_capture.csv", {m: [r for s in per_seed for r in s[m]] for m in rows})
+    with open(tmp_path / "per_capture.csv") as f:
+        read = list(csv.DictReader(f))
+    assert list(read[0])[:3] == ["method", "seed", "capture"]
+    assert [(r["method"], r["seed"], float(r["albedo/psnr"])) for r in read] == [
+        ("ours", "0", 27.0), ("ours", "1", 28.0), ("gde_only", "0", 26.0), ("gde_only", "1", 27.0)]
+    assert [p.name for p in tmp_path.iterdir()] == ["per_capture.csv"]
