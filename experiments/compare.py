@@ -162,11 +162,13 @@ def test_keys(cfg: DictConfig) -> list[str]:
         raise ValueError(f"compare.test_store={path} holds no captures; render some with +exp=make_captures "
                          f"data.store={path} captures.first_subject=N")
     trained = CaptureStore(cfg.data.store)
-    shared = sorted({held_out.subject(k) for k in keys} & {trained.subject(k) for k in trained.keys()})
+    trained_keys = trained.keys()
+    shared = sorted({held_out.subject(k) for k in keys} & {trained.subject(k) for k in trained_keys})
     if shared:
         raise ValueError(f"compare.test_store={path} shares subjects {shared} with data.store={cfg.data.store}, whose "
                          "subjects train the networks; render held-out subjects with captures.first_subject past them")
-    lightings = [{(s.meta(k).get("environment") or {}).get("id") for k in s.keys()} for s in (held_out, trained)]
+    lightings = [{(s.meta(k).get("environment") or {}).get("id") for k in ks}
+                 for s, ks in ((held_out, keys), (trained, trained_keys))]
     if not lightings[0] <= lightings[1]:
         raise ValueError(f"compare.test_store={path} has lightings {sorted(map(str, lightings[0] - lightings[1]))} "
                          f"that data.store={cfg.data.store} was not rendered under; render it with the same renderer "
@@ -346,8 +348,8 @@ def compare(cfg: DictConfig) -> dict[str, float]:
         log_wandb_table(cfg, name, t, job_type="compare")
     for name, key in (("per_capture.csv", "rows"), ("per_capture_uv.csv", "uv_rows")):
         if first[key]:
-            _write_rows(run_dir / name, {m: [r for s, res in zip(seeds, results) for r in _seeded(res[key], s)[m]]
-                                         for m in first[key]})
+            seeded = [_seeded(res[key], s) for s, res in zip(seeds, results)]
+            _write_rows(run_dir / name, {m: [r for rows_of_seed in seeded for r in rows_of_seed[m]] for m in first[key]})
     return {f"{m}/{k}": v for m, rs in rows.items() for k, v in _means(rs).items()}
 
 

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import torch
 
+from experiments.ablation import VARIANTS
 from uhrtex import maps
 from uhrtex.captures.store import CaptureStore
 from uhrtex.checkpoint import build_stage, read_stage
 from uhrtex.metrics.image import psnr, ssim
 from uhrtex.stage1 import gde_input
-
-VARIANTS = ("hash", "nohash")
-
 
 def resolve_checkpoint(path: str) -> Path:
     p = Path(path)
@@ -45,9 +43,9 @@ def resolve_checkpoint(path: str) -> Path:
 def expand(patterns: list[str], seeds: list[int]) -> list[str]:
     out = []
     for pattern in patterns:
-        for variant in VARIANTS if "{variant}" in pattern else [None]:
+        for variant in [v for v, _, _ in VARIANTS] if "{variant}" in pattern else [None]:
             for seed in seeds if "{seed}" in pattern else [None]:
-                out.append(pattern.replace("{variant}", variant or "").replace("{seed}", str(seed)))
+                out.append(pattern.replace("{variant}", str(variant)).replace("{seed}", str(seed)))
     return out
 
 
@@ -84,14 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
     if len(keys) > len(args.store):
         parser.error("more --keys than --store: the i-th --keys picks captures of the i-th --store")
     stores = [(s, keys.get(i)) for i, s in enumerate(args.store)]
-    size = args.size
-    caps = list(captures(stores, size))
+    caps = list(captures(stores, args.size))
     out = {}
     for path in expand(args.ckpt, args.seeds):
         rows = score(resolve_checkpoint(path), caps)
         mean = {k: statistics.mean(r[k] for r in rows.values()) for k in next(iter(rows.values()))}
         out[path] = {"mean": mean, "per_capture": rows}
-    print(json.dumps({"size": size, "captures": [k for k, _ in caps], "checkpoints": out}))
+    print(json.dumps({"size": args.size, "captures": [k for k, _ in caps], "checkpoints": out}))
     return out
 
 
