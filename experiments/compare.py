@@ -39,7 +39,7 @@ from uhrtex.captures.store import CaptureStore
 from uhrtex.io import atomic_path
 from uhrtex.metrics import Evaluator
 from uhrtex.metrics.external import find_methods
-from uhrtex.pipeline import Reconstructor
+from uhrtex.pipeline import Reconstructor, SeamOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     return ckpts
 
 
+def seam_options(cfg: DictConfig) -> SeamOptions:
+    """The method's seam smoothing (method.reconstruct): the paper's blur, or uhrtex's keep_detail."""
+    return SeamOptions(keep_detail=bool(cfg.method.reconstruct.seams_keep_detail))
+
+
 def untrained_methods(cfg: DictConfig, input_size: int | None = None):
     """fast_dev_run without checkpoints: freshly initialised stages at this preset, or at `input_size` (the
     low-res pipeline), sizes derived from it (exercises the evaluation only)."""
@@ -75,7 +80,7 @@ def untrained_methods(cfg: DictConfig, input_size: int | None = None):
     hash_encoder = make_hash_encoder(OmegaConf.to_container(m["gde"].hash_encoding, resolve=True))
     gde = instantiate(m["gde"].net)(hash_channels=hash_encoder.n_output_dims if hash_encoder is not None else 0)
     return Reconstructor(instantiate(m["uv_normal"].net), gde, instantiate(m["hfdr"].net), hash_encoder,
-                         input_size=size, patch_batch=cfg.compare.patch_batch)
+                         input_size=size, patch_batch=cfg.compare.patch_batch, seams=seam_options(cfg))
 
 
 def given_checkpoints(spec) -> dict[str, str]:
@@ -108,7 +113,7 @@ def build_lowres(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: di
         raise ValueError("lowres_realesrgan / lowres_sr need the low-res pipeline: set compare.lowres_checkpoints=<logs/ "
                          "with lowres_* runs> (or compare.checkpoints=null to train it), or drop them from compare.methods")
     low = Reconstructor.from_records({s: read_stage(lowres_ckpts[s], s) for s in STAGES},
-                                     patch_batch=cfg.compare.patch_batch)
+                                     patch_batch=cfg.compare.patch_batch, seams=seam_options(cfg))
     if low.input_size != lowres_size(cfg):
         raise ValueError(f"compare.lowres_checkpoints were trained at {low.input_size}², not input_size / "
                          f"compare.lowres_factor = {lowres_size(cfg)}²")
@@ -122,7 +127,8 @@ def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: d
     if ckpts is None:
         rec = untrained_methods(cfg)
     else:
-        rec = Reconstructor.from_records({s: read_stage(ckpts[s], s) for s in STAGES}, patch_batch=c.patch_batch)
+        rec = Reconstructor.from_records({s: read_stage(ckpts[s], s) for s in STAGES}, patch_batch=c.patch_batch,
+                                         seams=seam_options(cfg))
     methods = list(c.methods)
     patch_only = None
     if "patch_only" in methods:

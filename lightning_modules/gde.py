@@ -69,7 +69,7 @@ class GDEModule(TextureStageModule):
     stage = "gde"
 
     def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
-                 hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False, loss_norm: str = "l1",
+                 hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False,
                  use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None,
                  start_from_mean: bool = False):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)

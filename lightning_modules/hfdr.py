@@ -35,12 +35,16 @@ class HFDRModule(TextureStageModule):
     stage = "hfdr"
 
     def __init__(self, net: nn.Module, optimizer, scheduler=None, monitor: str = "val/loss",
-                 laplacian_weight: float = 2.0, masked_loss: bool = False, loss_norm: str = "l1", band_weight: float = 0.0,
-                 band_factor: int = 4, band_norm: str = "l2", band_energy_weight: float | dict[str, float] = 0.0, use_gt_geometry: bool = False,
+                 laplacian_weight: float = 2.0, masked_loss: bool = False, band_weight: float = 0.0,
+                 band_factor: int = 4, band_energy_weight: float | dict[str, float] = 0.0, use_gt_geometry: bool = False,
                  gde_ckpt: str | None = None, uv_normal_ckpt: str | None = None, cache: dict | None = None):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net = net
+
+    @property
+    def band_weights(self) -> tuple:
+        return self.hparams.band_weight, self.hparams.band_energy_weight
 
     def _uv_normal_ckpt(self) -> str | None:
         hp = self.hparams

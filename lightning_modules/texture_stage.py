@@ -9,7 +9,7 @@ from uhrtex.losses import band_energy_loss, band_loss, channel_weights, pixel_la
 
 
 class TextureStageModule(StageModule):
-    """Loss L1 (or L2) + λ·Laplacian against the texture maps (hparams `laplacian_weight`, `loss_norm`, `masked_loss`), and the
+    """Loss L1 + λ·Laplacian against the texture maps (hparams `laplacian_weight`, `masked_loss`; the HFDR's band terms), and the
     upstream checkpoints it trained on (`upstream`, set in `setup`) recorded in every checkpoint it writes."""
 
     def __init__(self, optimizer, scheduler=None, monitor: str = "val/loss"):
@@ -19,17 +19,22 @@ class TextureStageModule(StageModule):
     def loss_terms(self, pred, batch):
         mask = batch["mask"] if self.hparams.masked_loss else None
         target = maps.TEXTURE.cat(batch)
-        terms = pixel_laplacian_loss(pred, target, self.hparams.laplacian_weight, mask, self.hparams.get("loss_norm", "l1"))
-        weight = self.hparams.get("band_weight", 0.0)
+        terms = pixel_laplacian_loss(pred, target, self.hparams.laplacian_weight, mask)
+        weight = self.band_weights[0]
         if weight:
-            terms["band"] = band_loss(pred, target, int(self.hparams.band_factor), mask, self.hparams.get("band_norm", "l2"))
+            terms["band"] = band_loss(pred, target, int(self.hparams.band_factor), mask)
             terms["loss"] = terms["loss"] + weight * terms["band"]
-        energy_weight, per_channel = channel_weights(self.hparams.get("band_energy_weight", 0.0), maps.TEXTURE)
+        energy_weight, per_channel = channel_weights(self.band_weights[1], maps.TEXTURE)
         if energy_weight:
             terms["band_energy"] = band_energy_loss(pred, target, int(self.hparams.band_factor), mask,
                                                     channel_weight=per_channel)
             terms["loss"] = terms["loss"] + energy_weight * terms["band_energy"]
         return terms
+
+    @property
+    def band_weights(self) -> tuple:
+        """(band_weight, band_energy_weight): the HFDR's detail-band terms; the GDE has none."""
+        return 0.0, 0.0
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)

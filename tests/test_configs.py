@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from experiments.cli import UsageError, group_options, prepare_argv
 from tests.helpers.hydra_run import REPO, cli, compose
 
-GROUPS = ["preset", "data", "model", "trainer", "logger", "callbacks", "debug"]
+GROUPS = ["preset", "method", "data", "model", "trainer", "logger", "callbacks", "debug"]
 
 
 @pytest.mark.parametrize("preset,sizes", [("paper", (4096, 1024, 512)), ("detail", (2048, 512, 256)), ("cpu", (512, 128, 64)),
@@ -19,22 +19,59 @@ def test_preset_is_the_one_scale_knob(workdir, preset, sizes):
     assert cfg.input_size == cfg.patch_size * cfg.grid
 
 
-@pytest.mark.parametrize("preset,gde_on_face,energy", [("detail", True, 10.0), ("cpu", False, 20.0), ("paper", False, 20.0)])
-def test_a_preset_sets_its_training_recipe_and_one_choice_can_still_be_overridden(workdir, preset, gde_on_face, energy):
-    """preset=detail trains the GDE from the mean face, on the face only, with a cosine lr and its albedo as the image
-    times a gain, and the HFDR at band-energy weight 10 (docs/results.md, seventh and eighth rounds); the other presets keep the recipe their documented tables were made with."""
-    gde = compose(["+exp=gde", f"preset={preset}", "model.hash_encoding.backend=torch"], workdir).model
-    assert (gde.start_from_mean, gde.masked_loss, gde.net.mask_output, gde.net.albedo_from_image) == (gde_on_face,) * 4
-    # built as experiments.train builds it (instantiate on the composed config): a scheduler, not a plain dict
+PRESETS = ["tiny", "cpu", "detail", "paper"]
+# Every model key a method sets, per stage exp (docs/results.md "Deviations").
+METHOD_KEYS = {
+    "gde": ["start_from_mean", "masked_loss", "net.mask_output", "net.albedo_from_image", "scheduler._target_"],
+    "hfdr": ["masked_loss", "band_weight", "band_energy_weight", "net.guide_passthrough", "net.detail_skip",
+             "net.detail_passthrough", "net.detail_branch"],
+}
+
+
+def _method_switches(workdir, method: str, preset: str) -> dict:
+    out = {}
+    for exp, keys in METHOD_KEYS.items():
+        extra = ["model.gde_ckpt=x"] if exp == "hfdr" else []
+        model = compose([f"+exp={exp}", f"preset={preset}", f"method={method}", *extra], workdir).model
+        out.update({f"{exp}.{k}": OmegaConf.select(model, k) for k in keys})
+    return out
+
+
+@pytest.mark.parametrize("method", ["paper", "uhrtex"])
+def test_the_method_switches_do_not_depend_on_the_preset(workdir, method):
+    switches = {preset: _method_switches(workdir, method, preset) for preset in PRESETS}
+    assert all(switches[p] == switches["tiny"] for p in PRESETS), switches
+
+
+def test_method_paper_is_the_paper_and_uhrtex_departs_on_every_switch(workdir):
+    paper, ours = _method_switches(workdir, "paper", "paper"), _method_switches(workdir, "uhrtex", "paper")
+    assert paper["hfdr.band_weight"] == paper["hfdr.band_energy_weight"] == paper["hfdr.net.detail_skip"] == 0
+    assert not any(paper[k] for k in ("gde.start_from_mean", "gde.masked_loss", "gde.net.mask_output",
+                                      "gde.net.albedo_from_image", "hfdr.masked_loss", "hfdr.net.guide_passthrough"))
+    assert paper["gde.scheduler._target_"].endswith("ReduceLROnPlateau")
+    assert ours["gde.scheduler._target_"].endswith("CosineAnnealingLR")
+    assert [k for k in paper if paper[k] == ours[k]] == []
+
+
+def test_no_preset_sets_a_method_key():
+    for path in (REPO / "experiments/configs/preset").glob("*.yaml"):
+        keys = set(OmegaConf.load(path))
+        assert not keys & {"method", "recipe", "model"}, f"{path.name} sets {keys & {'method', 'recipe', 'model'}}"
+
+
+@pytest.mark.parametrize("method", ["paper", "uhrtex"])
+def test_a_method_builds_its_modules_and_one_switch_can_be_overridden(workdir, method):
+    """Built as experiments.train builds them (instantiate on the composed config): a scheduler, not a plain dict."""
+    gde = compose(["+exp=gde", f"method={method}", "model.hash_encoding.backend=torch"], workdir).model
     module = instantiate(gde)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10) if gde_on_face else
-                torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=5))
-    built = module.scheduler_factory(optimizer=optimizer, **({"T_max": 10} if gde_on_face else {}))
-    assert type(built) is type(schedule)
-    assert compose(["+exp=hfdr", f"preset={preset}"], workdir).model.band_energy_weight == energy
-    one_off = compose(["+exp=gde", f"preset={preset}", "model.masked_loss=false"], workdir).model
-    assert not one_off.masked_loss and one_off.net.mask_output == gde_on_face
+    cosine = method == "uhrtex"
+    built = module.scheduler_factory(optimizer=optimizer, **({"T_max": 10} if cosine else {}))
+    assert type(built) is (torch.optim.lr_scheduler.CosineAnnealingLR if cosine else torch.optim.lr_scheduler.ReduceLROnPlateau)
+    hfdr = instantiate(compose(["+exp=hfdr", f"method={method}", "model.gde_ckpt=x"], workdir).model)
+    assert hfdr.band_weights == ((10.0, 10.0) if cosine else (0.0, 0.0))
+    one_off = compose(["+exp=gde", f"method={method}", "method.gde.face_only=false"], workdir).model
+    assert not one_off.masked_loss and not one_off.net.mask_output and one_off.start_from_mean == cosine
 
 
 def test_derived_sizes_follow_an_overridden_input_size(workdir):

@@ -2,9 +2,8 @@
 
     L = mean|P - T| + λ · mean|K * P - K * T|,   K = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
 
-`norm="l2"` squares both errors instead (not in the paper; tried for the detail band at the detail preset, where it
-made the HFDR's micronormal and specular detail anti-correlated with the GT: docs/results.md). `band_loss` adds an
-error on the detail band alone, which (with a masked loss and the HFDR's detail branch) is what fixed it.
+`band_loss` (not in the paper) adds an L1 error on the detail band alone, which (with a masked loss and the HFDR's
+detail branch) made the HFDR's micronormal and specular detail correlate with the GT (docs/results.md).
 `band_energy_loss` compares the band's local amplitude only, not its placement: pointwise losses shrink detail
 whose exact position the network is unsure of (the PSNR-optimal amplitude is the correlation times the GT's),
 so this term is what keeps the recovered detail visible (docs/results.md, "muted detail").
@@ -21,7 +20,6 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from uhrtex.maps import Layout
 from uhrtex.networks.unet import detail_band
@@ -52,28 +50,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * w).sum() / w.sum().clamp_min(1e-8)
 
 
-NORMS = {"l1": torch.abs, "l2": torch.square}
-
-
-def _error(norm: str):
-    if norm not in NORMS:
-        raise ValueError(f"unknown loss norm '{norm}'; valid: {', '.join(NORMS)}")
-    return NORMS[norm]
-
-
 def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_weight: float = 1.0,
-                         mask: torch.Tensor | None = None, norm: str = "l1") -> dict[str, torch.Tensor]:
-    """{"loss": pixel + λ·lap, norm ("l1" | "l2"): the pixel term, "laplacian": ...}; mask is B×1×H×W in [0, 1] or None."""
-    err = _error(norm)
+                         mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{"loss": l1 + λ·laplacian, "l1": the pixel term, "laplacian": ...}; mask is B×1×H×W in [0, 1] or None."""
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if mask is not None and (mask.shape[1] != 1 or mask.shape[-2:] != pred.shape[-2:]):
         raise ValueError(f"mask must be B×1×{pred.shape[-2]}×{pred.shape[-1]}, got {tuple(mask.shape)}")
-    pixel = masked_mean(err(pred - target), mask)
-    terms = {norm: pixel}
+    pixel = masked_mean((pred - target).abs(), mask)
+    terms = {"l1": pixel}
     if laplacian_weight:
         lap_mask = None if mask is None else _stencil_mask(mask)
-        lap = masked_mean(err(laplacian(pred) - laplacian(target)), lap_mask)
+        lap = masked_mean((laplacian(pred) - laplacian(target)).abs(), lap_mask)
         terms["laplacian"] = lap
         terms["loss"] = pixel + laplacian_weight * lap
     else:
@@ -81,13 +69,11 @@ def pixel_laplacian_loss(pred: torch.Tensor, target: torch.Tensor, laplacian_wei
     return terms
 
 
-def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
-              norm: str = "l2") -> torch.Tensor:
-    """Mean error (`norm` l1 | l2) of the detail bands (not in the paper). The HFDR's job is the band the guide
+def band_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean L1 error of the detail bands (not in the paper). The HFDR's job is the band the guide
     cannot carry; on full maps that band is a small, sparse part of the error (low-frequency guide errors
     dominate). Supervising the band itself gives it its own gradient (docs/results.md, detail preset)."""
-    err = _error(norm)
-    return masked_mean(err(detail_band(pred, factor) - detail_band(target, factor)), mask)
+    return masked_mean((detail_band(pred, factor) - detail_band(target, factor)).abs(), mask)
 
 
 def band_energy_loss(pred: torch.Tensor, target: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
@@ -129,17 +115,3 @@ def channel_weights(weights: float | Mapping[str, float], layout: Layout) -> tup
         return 0.0, None
     per = torch.cat([torch.full((layout.width(n),), float(weights[n]) / top) for n in layout.names])
     return top, per
-
-
-class PixelLaplacianLoss(nn.Module):
-    """Config-friendly wrapper: `PixelLaplacianLoss(laplacian_weight=2.0)(pred, target, mask) -> terms`."""
-
-    def __init__(self, laplacian_weight: float = 1.0, norm: str = "l1"):
-        super().__init__()
-        self.laplacian_weight, self.norm = float(laplacian_weight), norm
-
-    def forward(self, pred, target, mask=None) -> dict[str, torch.Tensor]:
-        return pixel_laplacian_loss(pred, target, self.laplacian_weight, mask, self.norm)
-
-    def extra_repr(self) -> str:
-        return f"laplacian_weight={self.laplacian_weight}, norm={self.norm}"

@@ -52,9 +52,9 @@ class SeamOptions:
     kernel: tuple[int, int] = PAPER_KERNEL
     sigma: float = PAPER_SIGMA
     feather: float = 0.0
-    # Not in the paper: smooth only the low-frequency jump between patches, keep the ±8 px bands' detail (the
-    # paper's blur leaves a 16-px stripe without pores along every seam). False: the paper.
-    keep_detail: bool = True
+    # Not in the paper (method=uhrtex sets it): smooth only the low-frequency jump between patches, keep the ±8 px
+    # bands' detail (the paper's blur leaves a 16-px stripe without pores along every seam).
+    keep_detail: bool = False
 
 
 @dataclass

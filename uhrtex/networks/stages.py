@@ -37,9 +37,9 @@ def gde_input_layout(hash_channels: int) -> Layout:
 
 
 def build_uv_normal(widths: Sequence[int] = (32, 64, 128, 256, 256), enc_blocks: int = 2, dec_blocks: int = 2,
-                    norm: str = "group", act: str = "silu", predict_mask: bool = True) -> UNet:
+                    act: str = "silu", predict_mask: bool = True) -> UNet:
     out = UV_NORMAL_OUTPUT.channels if predict_mask else maps.GEOMETRY.channels
-    return UNet(maps.IMAGE.channels, out, widths, enc_blocks, dec_blocks, norm, act, out_activation="sigmoid")
+    return UNet(maps.IMAGE.channels, out, widths, enc_blocks, dec_blocks, act, out_activation="sigmoid")
 
 
 # mask_output: the face mask is widened by this many pixels (at the global size) before it cuts the guide, so
@@ -104,21 +104,22 @@ class GDENet(UNet):
 
 
 def build_gde(widths: Sequence[int] = (32, 64, 128), hash_channels: int = 8, enc_blocks: int = 2, dec_blocks: int = 3,
-              norm: str = "group", act: str = "silu", mask_output: bool = False,
+              act: str = "silu", mask_output: bool = False,
               albedo_from_image: bool = False) -> GDENet:
     """Paper: 12 hidden layers (3 levels, 2 enc + 3 dec). `hash_channels` = L·F of the encoder, 0 without one.
     Not in the paper: `mask_output`, the guide is 0 off the (predicted) face mask; `albedo_from_image`, the albedo
     guide is the image times a learnt gain (see `GDENet`)."""
     return GDENet(gde_input_layout(hash_channels).channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks,
-                  norm, act, out_activation="identity" if albedo_from_image else "sigmoid", mask_output=mask_output,
+                  act, out_activation="identity" if albedo_from_image else "sigmoid", mask_output=mask_output,
                   albedo_from_image=albedo_from_image)
 
 
 def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, dec_blocks: int = 3,
-               norm: str = "group", act: str = "silu", guide_layer: int | None = None,
-               guide_passthrough: bool = True, detail_skip: int = 0, detail_passthrough: bool = False,
+               act: str = "silu", guide_layer: int | None = None,
+               guide_passthrough: bool = False, detail_skip: int = 0, detail_passthrough: bool = False,
                detail_branch: int = 0) -> UNet:
-    """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last).
+    """Paper: the guide joins after hidden layer 17 = the last one with the defaults (None means last). The defaults
+    are the paper's; the switches below are uhrtex's departures (method=uhrtex sets them).
 
     `guide_passthrough` (needs the guide at the last layer): the 1×1 head starts as the identity on the guide
     channels and zero on the features, with a [0, 1] clamp instead of a sigmoid, so an untrained HFDR outputs
@@ -136,7 +137,7 @@ def build_hfdr(widths: Sequence[int] = (32, 64, 128, 256), enc_blocks: int = 2, 
     """
     if detail_passthrough and not (detail_skip and guide_passthrough):
         raise ValueError("detail_passthrough needs detail_skip > 0 and guide_passthrough=true")
-    net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, norm, act,
+    net = UNet(GEOMETRY_INPUT.channels, maps.TEXTURE.channels, widths, enc_blocks, dec_blocks, act,
                guide_channels=maps.TEXTURE.channels, guide_layer=guide_layer,
                out_activation="clamp" if guide_passthrough else "sigmoid", detail_skip=detail_skip,
                detail_branch=detail_branch)

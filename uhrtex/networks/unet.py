@@ -64,19 +64,11 @@ def _detail_branch(cin: int, width: int, cout: int, layers: int = 3, kernel: int
     return nn.Sequential(*mods)
 
 
-def make_norm(kind: str, channels: int) -> nn.Module:
-    if kind == "group":
-        # GroupNorm keeps DDP results independent of the per-process batch size (BatchNorm would not).
-        # As many groups as possible (up to 32) while keeping >= 4 channels per group.
-        groups = next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= 4), 1)
-        return nn.GroupNorm(groups, channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm '{kind}'; valid: group, batch, instance, none")
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm keeps DDP results independent of the per-process batch size (BatchNorm would not). As many groups
+    as possible (up to 32) while keeping >= 4 channels per group."""
+    groups = next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= 4), 1)
+    return nn.GroupNorm(groups, channels)
 
 
 def make_act(kind: str) -> nn.Module:
@@ -86,16 +78,14 @@ def make_act(kind: str) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """One hidden layer: 3x3 conv -> norm -> activation."""
+    """One hidden layer: 3x3 conv -> GroupNorm -> activation."""
 
-    def __init__(self, cin: int, cout: int, norm: str, act: str):
+    def __init__(self, cin: int, cout: int, act: str):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=norm == "none")
-        self.norm = make_norm(norm, cout)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.norm = group_norm(cout)
         self.act = make_act(act)
         nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
-        if self.conv.bias is not None:
-            nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
@@ -109,7 +99,6 @@ class UNet(nn.Module):
         widths: Sequence[int] = (32, 64, 128),
         enc_blocks: int = 2,
         dec_blocks: int = 3,
-        norm: str = "group",
         act: str = "silu",
         guide_channels: int = 0,
         guide_layer: int | None = None,
@@ -146,24 +135,24 @@ class UNet(nn.Module):
         cin = in_channels
         for level, w in enumerate(widths):
             for b in range(enc_blocks):
-                cin = self._add(layers, cin, w, norm, act)
+                cin = self._add(layers, cin, w, act)
                 self._plan.append(("enc", level, b == 0, b == enc_blocks - 1))
         for level in range(self.levels - 2, -1, -1):
             w = widths[level]
             for b in range(dec_blocks):
                 if b == 0:
                     cin = cin + widths[level]  # skip concat
-                cin = self._add(layers, cin, w, norm, act)
+                cin = self._add(layers, cin, w, act)
                 self._plan.append(("dec", level, b == 0, b == dec_blocks - 1))
         self.layers = nn.ModuleList(layers)
         band = DETAIL_CHANNELS if self.detail_skip else 0
         self.head = nn.Conv2d(cin + band + (guide_channels if self.guide_layer == self.n_hidden else 0), out_channels, 1)
         nn.init.zeros_(self.head.bias)
 
-    def _add(self, layers: list[nn.Module], cin: int, cout: int, norm: str, act: str) -> int:
+    def _add(self, layers: list[nn.Module], cin: int, cout: int, act: str) -> int:
         # The layer after the guide injection point takes the guide's extra channels.
         extra = self.guide_channels if self.guide_layer is not None and len(layers) == self.guide_layer else 0
-        layers.append(ConvBlock(cin + extra, cout, norm, act))
+        layers.append(ConvBlock(cin + extra, cout, act))
         return cout
 
     @property
