@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 from uhrtex.captures.format import Capture
 from uhrtex.captures.generate import plan, renderer
 from uhrtex.captures.ingest import map_file, write_capture_folder

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reconstruct import write_checkpoints  # noqa: E402
 from tests.test_precision import less_arbitrary, mean_angle_deg, portrait, psnr  # noqa: E402
-from uhrtex.pipeline import Reconstructor  # noqa: E402
+from uhrtex.pipeline.reconstructor import Reconstructor  # noqa: E402
 
 
 def main() -> None:

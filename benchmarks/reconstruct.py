@@ -21,7 +21,7 @@ written, on random-weight checkpoints of the preset, with the procedural head's 
 the rest), `gemm_fp32_s` (one 4096² fp32 torch.mm, best of several, before and after the run),
 `end_to_end_gemms` = end_to_end_s / gemm_fp32_s, and `fraction_of_peak` = model_gflop / (stage1 + hfdr wall)
 / the GEMM peak of the precision used (a 4096² mm in that dtype, timed the same way), and `unwrap_steps_s`
-(the unwrap's own steps). The cache folder (`uhrtex.disk_cache`: the template's textures, the mesh's UV layout)
+(the unwrap's own steps). The cache folder (`uhrtex.common.disk_cache`: the template's textures, the mesh's UV layout)
 is warm as on any repeat run with the same mesh (filled by a child process before the timed run);
 `--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which.
 """
@@ -136,8 +136,8 @@ def warm_caches(ns: argparse.Namespace, uv_size: int) -> None:
     process's peak RSS is its own)."""
     import subprocess
 
-    code = ("import sys; from uhrtex import template, unwrap_direct; from uhrtex.mesh import load_obj; "
-            "template.head_template(int(sys.argv[2])); unwrap_direct.uv_layout(load_obj(sys.argv[1]), int(sys.argv[2]))")
+    code = ("import sys; from uhrtex.unwrap import fill, visibility; from uhrtex.unwrap.mesh import load_obj; "
+            "fill.head_template(int(sys.argv[2])); visibility.uv_layout(load_obj(sys.argv[1]), int(sys.argv[2]))")
     subprocess.run([sys.executable, "-c", code, str(ns.mesh), str(uv_size)], check=True,
                    cwd=Path(__file__).resolve().parents[1], env=os.environ.copy())
 
@@ -149,8 +149,8 @@ def end_to_end(args: argparse.Namespace) -> dict:
     import tempfile
 
     from experiments import reconstruct as cli
-    from uhrtex import io as uio
-    from uhrtex.pipeline import Reconstructor
+    from uhrtex.common import io as uio
+    from uhrtex.pipeline.reconstructor import Reconstructor
 
     tmp = Path(tempfile.mkdtemp(prefix="uhrtex-bench-"))
     try:
@@ -232,7 +232,7 @@ def main() -> None:
     if args.end_to_end:
         print(json.dumps(end_to_end(args)))
         return
-    from uhrtex.pipeline import Reconstructor
+    from uhrtex.pipeline.reconstructor import Reconstructor
 
     peak0 = gemm_peak()
     nets, hash_encoder, sizes = build_networks(args.preset)

@@ -6,12 +6,12 @@ Input: a built-in capture (procedural head, 512² render) whose image-space maps
 head mesh and camera; the texture is --size² (the CLI's default `--uv-size`). Steps, wall seconds:
 
 * `template_generate`: the head template's textures generated (disk cache off); `template`: what the CLI pays
-  with the disk cache warm (`uhrtex.template`), both including the upsampling to --size².
+  with the disk cache warm (`uhrtex.unwrap.fill`), both including the upsampling to --size².
 * `uv_raster`, `visibility` (projection, grazing test, depth buffer + depth test, mask test), `sample`,
   `fill` (push-pull), `blend` (template tone match + blend): `unwrap`'s own timings (`stats["timings_s"]`),
   first call (cold UV-layout cache); `uv_raster_cached`: the layout on a second call.
 * `png_encode`: uv_albedo (8-bit), uv_micronormal, uv_specular (16-bit), uv_coverage written as the CLI writes
-  them (`uhrtex.export.write_pngs`); `glb_encode`: `glb_bytes` (four embedded PNGs); `preview`: the relit
+  them (`uhrtex.export.glb.write_pngs`); `glb_encode`: `glb_bytes` (four embedded PNGs); `preview`: the relit
   512² preview (`render_preview`) and its PNG.
 * `total`: the sum (template with a warm cache). `peak_rss_gb`: the process's high-water mark.
 """
@@ -44,14 +44,14 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     from uhrtex import maps as M
-    from uhrtex import template as T
-    from uhrtex import unwrap_direct
-    from uhrtex.captures.environments import default_lightings
+    from uhrtex.unwrap import fill as T
+    from uhrtex.unwrap import visibility as unwrap_direct
+    from uhrtex.render.environments import default_lightings
     from uhrtex.captures.heads import head_asset
     from uhrtex.captures.render import render_capture
-    from uhrtex.export import glb_bytes, render_preview, write_pngs
-    from uhrtex.mesh import Mesh
-    from uhrtex.unwrap import UnwrapOptions, unwrap
+    from uhrtex.export.glb import glb_bytes, render_preview, write_pngs
+    from uhrtex.unwrap.mesh import Mesh
+    from uhrtex.unwrap.methods import UnwrapOptions, unwrap
 
     S = a.size
     cap = render_capture(3, "sky0_r000", 0, 512, texture_resolution=512)

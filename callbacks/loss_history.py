@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-from uhrtex.io import write_text_atomic
+from uhrtex.common.io import write_text_atomic
 
 
 class LossHistory(L.Callback):

@@ -19,7 +19,7 @@ import torch
 from callbacks.frames import Frame, FrameCollector
 from callbacks.metrics import predicts_texture, wandb_loggers
 from uhrtex import maps
-from uhrtex.panels import crop_box, face_centre, save_png, show
+from uhrtex.viz.panels import crop_box, face_centre, save_png, show
 
 
 def seam_centre(frame: Frame) -> tuple[int, int]:

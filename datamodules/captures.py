@@ -26,7 +26,7 @@ from datamodules.loaders import make_loader, per_device_batch
 from uhrtex.captures.format import split_key
 from uhrtex.captures.store import CaptureStore
 from uhrtex.maps import CAPTURE
-from uhrtex.patches import Box, grid_boxes, sample_global
+from uhrtex.hfdr.patches import Box, grid_boxes, sample_global
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

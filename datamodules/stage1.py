@@ -13,8 +13,8 @@ from typing import Any
 
 from lightning_modules.loading import load_stage
 from uhrtex.checkpoint import file_sha256
-from uhrtex.stage1 import Stage1
-from uhrtex.stage1_cache import CacheSpec, Stage1Reader, cache_root_for, ensure_cache, store_compute
+from uhrtex.stage1.run import Stage1
+from uhrtex.stage1.cache import CacheSpec, Stage1Reader, cache_root_for, ensure_cache, store_compute
 
 log = logging.getLogger(__name__)
 

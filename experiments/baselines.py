@@ -33,9 +33,9 @@ from torch import nn
 
 from experiments.lowres import check_scale
 from uhrtex import maps
-from uhrtex.pipeline import Reconstructor
+from uhrtex.pipeline.reconstructor import Reconstructor
 from uhrtex.sr import bicubic_upscale
-from uhrtex.stage1 import GUIDE_KEY
+from uhrtex.stage1.run import GUIDE_KEY
 
 BUILTIN = ("ours", "no_seam_smoothing", "patch_only", "gde_only", "lowres_realesrgan", "lowres_sr", "lowres_input")
 LOWRES = ("lowres_realesrgan", "lowres_sr")  # the methods that need the low-res pipeline

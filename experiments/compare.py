@@ -36,10 +36,10 @@ from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
 from uhrtex.captures.format import Camera
 from uhrtex.captures.store import CaptureStore
-from uhrtex.io import atomic_path
+from uhrtex.common.io import atomic_path
 from uhrtex.metrics import Evaluator
 from uhrtex.metrics.external import find_methods
-from uhrtex.pipeline import Reconstructor, SeamOptions
+from uhrtex.pipeline.reconstructor import Reconstructor, SeamOptions
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _seeded(rows: dict[str, list[dict]], seed: int) -> dict[str, list[dict]]:
 
 def _preview(path: Path, outputs: dict, target: torch.Tensor, zoom: int) -> None:
     """Albedo per method: full frame (top) and a native-resolution zoom crop (bottom); GT first."""
-    from uhrtex.panels import crop_box, face_centre, save_png, show
+    from uhrtex.viz.panels import crop_box, face_centre, save_png, show
 
     cols = {"GT": maps.TEXTURE.split(target[None])["albedo"][0], **{m: o[0]["albedo"] for m, o in outputs.items() if "albedo" in o[0]}}
     mask = (target.sum(0, keepdim=True) > 0).float()
@@ -214,7 +214,7 @@ ZOOM_COLUMNS = ("ours", "lowres_realesrgan", "lowres_sr", "gde_only")
 def _zoom_figure(path: Path, image: torch.Tensor, outputs: dict, target: torch.Tensor, size: int) -> None:
     """Paper Fig. 6/8 style: rows albedo / micronormal / specular; columns input crop | GT | ours |
     lowres_realesrgan | lowres_sr | gde_only (those evaluated), one size² crop at the face centre, 1:1 pixels."""
-    from uhrtex.panels import crop_box, face_centre, save_png, show
+    from uhrtex.viz.panels import crop_box, face_centre, save_png, show
 
     gt = maps.TEXTURE.split(target[None])
     y, x, s = crop_box(face_centre((target.sum(0, keepdim=True) > 0).float()), size, tuple(target.shape[-2:]))
@@ -396,14 +396,14 @@ def _notes(cfg: DictConfig, first: dict, perceptual: str | None, seeds: list[int
 
 
 UV_NOTE = ("UV space: every method's image-space maps and the GT splatted into the unified UV layout ({res}² "
-           "texels) by the capture's GT uv map over the shared region (uhrtex.unwrap splat, no hole filling); "
+           "texels) by the capture's GT uv map over the shared region (uhrtex.unwrap.methods splat, no hole filling); "
            "metrics over the texels observed; no seam metric (patches are an image-space notion)")
 
 
 def to_uv_space(target: torch.Tensor, outputs: dict, mask: torch.Tensor, uv: torch.Tensor):
     """GT and every method's maps -> UV textures through the GT uv map (same texels for all); -> (7xRxR, outputs, mask)."""
     from experiments.compare_table import shared_region
-    from uhrtex.unwrap import UnwrapOptions, unwrap
+    from uhrtex.unwrap.methods import UnwrapOptions, unwrap
 
     region = shared_region(mask, outputs)
     res = target.shape[-1]

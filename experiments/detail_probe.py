@@ -26,8 +26,8 @@ from uhrtex import maps
 from uhrtex.captures.format import split_key
 from uhrtex.captures.store import CaptureStore
 from uhrtex.metrics.detail import band_energy, detail_metrics
-from uhrtex.pipeline import Reconstructor
-from uhrtex.stage1 import GUIDE_KEY
+from uhrtex.pipeline.reconstructor import Reconstructor
+from uhrtex.stage1.run import GUIDE_KEY
 
 
 def lowpass(image: torch.Tensor, factor: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from uhrtex.captures.store import CaptureStore
 from uhrtex.face.geometry import face_region, landmark_mesh, landmark_uv_map
 from uhrtex.face.landmarker import landmarks
 from uhrtex.metrics.image import psnr
-from uhrtex.unwrap import UnwrapOptions, unwrap
+from uhrtex.unwrap.methods import UnwrapOptions, unwrap
 
 
 def _uv_error(uv: torch.Tensor, cov: torch.Tensor, cap: dict, res: int) -> tuple[float, float]:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = keys[: args.max_captures]
     rec = None
     if args.ckpt:
-        from uhrtex.pipeline import Reconstructor
+        from uhrtex.pipeline.reconstructor import Reconstructor
 
         rec = Reconstructor.load(args.ckpt, precision="fp32")
     per = {k: evaluate(store, k, rec, args.uv_size) for k in keys}

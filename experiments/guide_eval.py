@@ -25,7 +25,7 @@ from uhrtex import maps
 from uhrtex.captures.store import CaptureStore
 from uhrtex.checkpoint import build_stage, read_stage
 from uhrtex.metrics.image import psnr, ssim
-from uhrtex.stage1 import gde_input
+from uhrtex.stage1.run import gde_input
 
 def resolve_checkpoint(path: str) -> Path:
     p = Path(path)

@@ -31,15 +31,15 @@ from pathlib import Path
 import torch
 
 from experiments.errors import UsageError
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 from uhrtex.checkpoint import CheckpointError
 from uhrtex.face.front import FaceNotFoundError, crop_to_face, face_mask, find_face
 from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.face.landmarker import FaceModelsMissing
-from uhrtex.mesh import Camera, MeshError, check_camera, load_camera, load_obj
-from uhrtex.pipeline import InputError, Reconstructor
-from uhrtex.report import report_image
-from uhrtex.unwrap import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
+from uhrtex.unwrap.mesh import Camera, MeshError, check_camera, load_camera, load_obj
+from uhrtex.pipeline.reconstructor import InputError, Reconstructor
+from uhrtex.viz.report import report_image
+from uhrtex.unwrap.methods import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
 
 USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError, FaceModelsMissing)
 TEMPLATE_HEAD_SCALE = 0.1  # procedural heads: 1 unit = 10 cm -> metres in the .glb
@@ -120,11 +120,11 @@ def _publish(staging: Path, out: Path, files: list[str]) -> None:
 
 
 class _Writer:
-    """PNGs are encoded in background threads (uhrtex.export.PngWriter) while the reconstruction goes on;
+    """PNGs are encoded in background threads (uhrtex.export.glb.PngWriter) while the reconstruction goes on;
     `close()` joins them (re-raising a failure) before the manifest is written."""
 
     def __init__(self, root: Path):
-        from uhrtex.export import PngWriter
+        from uhrtex.export.glb import PngWriter
 
         self.root, self.files, self.pngs = root, [], PngWriter()
 
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
                 glb_mesh, scale = mesh, 1.0
             else:
                 glb_mesh, scale = template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE
-            from uhrtex.export import glb_bytes, render_preview
+            from uhrtex.export.glb import glb_bytes, render_preview
 
             t0 = time.perf_counter()
             w.bytes("head.glb", glb_bytes(glb_mesh, res.textures, scale))
@@ -278,7 +278,7 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
                 from uhrtex.captures.render import make_camera
 
                 view, _ = make_camera(0, args.preview_size, jitter=False)  # frontal view of the template head
-            from uhrtex.captures.environments import default_lightings
+            from uhrtex.render.environments import default_lightings
 
             lightings = default_lightings(2)
             preview = render_preview(glb_mesh, res.textures, view, lightings, args.preview_size)

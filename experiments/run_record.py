@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from uhrtex.io import write_bytes_atomic, write_text_atomic
+from uhrtex.common.io import write_bytes_atomic, write_text_atomic
 
 SNAPSHOT_DIRS = ("uhrtex", "lightning_modules", "datamodules", "callbacks", "experiments", "benchmarks", "tests")
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from uhrtex.io import write_png
+from uhrtex.common.io import write_png
 from uhrtex.sr import bicubic_upscale, load_realesrgan_x4plus, upscale
 
 

@@ -97,7 +97,7 @@ def reconstruct_portrait(portrait: str, ckpts: dict[str, str], demo_dir: Path) -
     import shutil
 
     from experiments import reconstruct
-    from uhrtex import io as uio
+    from uhrtex.common import io as uio
 
     ck = demo_dir / "checkpoints"
     ck.mkdir(parents=True, exist_ok=True)

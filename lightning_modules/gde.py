@@ -21,7 +21,7 @@ from uhrtex import maps
 from uhrtex.checkpoint import upstream_record
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import gde_input_layout
-from uhrtex.stage1 import gde_input
+from uhrtex.stage1.run import gde_input
 
 
 def make_hash_encoder(hash_encoding: dict[str, Any] | None) -> HashGridEncoding | None:

@@ -17,7 +17,7 @@ from lightning_modules.gde import geometry_of
 from lightning_modules.loading import recorded_upstream
 from lightning_modules.texture_stage import TextureStageModule
 from uhrtex.checkpoint import CheckpointError, upstream_record
-from uhrtex.stage1 import GUIDE_KEY, hfdr_input
+from uhrtex.stage1.run import GUIDE_KEY, hfdr_input
 
 
 def gde_upstream_uv_normal(gde_ckpt: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from uhrtex.panels import grid
+from uhrtex.viz.panels import grid
 
 
 def log_panel(module, key: str, columns: dict[str, torch.Tensor]) -> None:

@@ -13,7 +13,7 @@ from lightning_modules.base import StageModule
 from lightning_modules.images import log_panel
 from uhrtex import maps
 from uhrtex.losses import pixel_laplacian_loss
-from uhrtex.stage1 import split_uv_normal, uv_normal_parts
+from uhrtex.stage1.run import split_uv_normal, uv_normal_parts
 
 
 def bce(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -10,7 +10,7 @@ pytest_plugins = ["tests.helpers.recon", "tests.helpers.stage_ckpts"]
 # Tests never talk to W&B servers, and keep torch to the two cores CI has.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-# The template-texture cache (uhrtex.template) goes to a throw-away folder, never the user's ~/.cache.
+# The template-texture cache (uhrtex.unwrap.fill) goes to a throw-away folder, never the user's ~/.cache.
 os.environ.setdefault("UHRTEX_CACHE_DIR", tempfile.mkdtemp(prefix="uhrtex-test-cache-"))
 
 

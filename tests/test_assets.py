@@ -24,7 +24,7 @@ from uhrtex.captures.heads.export import export_asset
 from uhrtex.captures.heads.mesh import read_obj, write_obj
 from uhrtex.captures.render import render_capture, reshade
 from uhrtex.captures.store import CaptureStore
-from uhrtex.io import read_image, write_png
+from uhrtex.common.io import read_image, write_png
 
 pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
 REPO = Path(__file__).resolve().parents[1]

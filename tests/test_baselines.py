@@ -9,7 +9,7 @@ from experiments.baselines import Baselines, realesrgan_maps
 from experiments.lowres import find_lowres_checkpoints
 from uhrtex import maps
 from uhrtex.checkpoint import STAGES, read_stage
-from uhrtex.pipeline import Reconstructor
+from uhrtex.pipeline.reconstructor import Reconstructor
 
 FACTOR = 8
 # Tiny-preset networks; the low-res pipeline at 256/8 = 32² input with global 16² and patches 8² (the sizes the

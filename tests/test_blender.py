@@ -16,7 +16,7 @@ import torch
 from omegaconf import open_dict
 
 from uhrtex.captures.heads import MeshError
-from uhrtex.io import srgb_to_linear
+from uhrtex.common.io import srgb_to_linear
 
 # slow: the fixture may build .venv-blender (a ~400 MB bpy download) and each Cycles render takes tens of seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")]
@@ -141,7 +141,7 @@ def test_converted_glb_asset_renders_like_the_obj_asset(blender, tmp_path):
     from uhrtex.captures.heads.export import export_asset
     from uhrtex.captures.heads.mesh import read_obj
     from uhrtex.captures.render import render_capture
-    from uhrtex.io import read_image, write_png
+    from uhrtex.common.io import read_image, write_png
 
     files = export_asset(3, RES, tmp_path / "obj" / "head3")
     dst = tmp_path / "glb" / "head3"

@@ -11,7 +11,7 @@ from tests.helpers.captures import one_line, random_capture
 from uhrtex.captures.format import split_key
 from uhrtex.captures.store import CaptureStore
 from uhrtex.maps import CAPTURE
-from uhrtex.patches import grid_boxes, sample_global
+from uhrtex.hfdr.patches import grid_boxes, sample_global
 
 FULL, GLOBAL, PATCH = 32, 8, 8
 

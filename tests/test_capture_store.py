@@ -12,7 +12,7 @@ from tests.helpers.captures import one_line, random_capture
 from uhrtex.captures.format import Camera, Capture, CaptureError, look_at, quantize
 from uhrtex.captures.store import CaptureStore, StoreError, area_downsample
 from uhrtex.maps import CAPTURE
-from uhrtex.patches import Box
+from uhrtex.hfdr.patches import Box
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import torch
 from omegaconf import open_dict
 
 from uhrtex.captures.envdir import env_name, environment_files, resolve_lighting
-from uhrtex.captures.environments import default_lightings, parse_lighting
+from uhrtex.render.environments import default_lightings, parse_lighting
 from uhrtex.captures.format import check_id
 from uhrtex.captures.render import render_capture, reshade
 from uhrtex.captures.store import CaptureStore
-from uhrtex.io import write_exr, write_png
+from uhrtex.common.io import write_exr, write_png
 
 pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
 GRID, RES = (49, 41), 64
@@ -82,7 +82,7 @@ def test_side_light_and_rotation_render_and_reshade(env_dir, one_torch_thread):
 def test_blender_job_gets_the_user_file(env_dir, tmp_path, monkeypatch):
     """The Blender path hands Cycles the very file (and exposure, rotation) the built-in renderer shades with."""
     from uhrtex.captures.blender import launch
-    from uhrtex.captures.environments import load_environment
+    from uhrtex.render.environments import load_environment
 
     jobs = []
 
@@ -170,7 +170,7 @@ def test_bad_environment_is_one_line_and_writes_nothing(fault, env_dir, tmp_path
 
 
 def test_library_refuses_a_user_id_without_its_folder():
-    from uhrtex.captures.environments import LightingError, load_environment
+    from uhrtex.render.environments import LightingError, load_environment
 
     with pytest.raises(LightingError, match="captures.environments=DIR"):
         load_environment("env-side-light_r000")

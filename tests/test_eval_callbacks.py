@@ -12,7 +12,7 @@ from callbacks.frames import FrameCollector
 from callbacks.metrics import TextureMetrics
 from callbacks.panels import TexturePanels
 from uhrtex import maps
-from uhrtex.patches import grid_boxes
+from uhrtex.hfdr.patches import grid_boxes
 
 SIZE, GRID = 32, 4
 PATCH = SIZE // GRID

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from uhrtex.captures.format import Camera
-from uhrtex.io import write_png
+from uhrtex.common.io import write_png
 from uhrtex.metrics.external import (
     ExternalMethod,
     ExternalMethodError,

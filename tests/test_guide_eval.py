@@ -11,7 +11,7 @@ from tests.helpers.stage_ckpts import make_store, save_stage_checkpoint
 from uhrtex import maps
 from uhrtex.captures.store import CaptureStore
 from uhrtex.checkpoint import build_stage, read_stage
-from uhrtex.stage1 import gde_input
+from uhrtex.stage1.run import gde_input
 
 
 def test_guides_scored_per_capture_over_the_gt_face(tmp_path, capsys):

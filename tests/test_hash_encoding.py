@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from uhrtex import backends
+from uhrtex.common import backends
 from uhrtex.networks import HashGridConfig, HashGridEncoding
 from uhrtex.networks import hash_encoding as he
 from uhrtex.networks.hash_encoding import TcnnGrid, TorchGrid, grid_layout

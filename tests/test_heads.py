@@ -10,7 +10,7 @@ import torch
 from uhrtex.captures.heads import MeshError, Subject, UV_LAYOUT, build_mesh, make_textures, read_obj, region_maps, write_obj
 from uhrtex.captures.heads.export import main as export_main
 from uhrtex.captures.heads.mesh import head_uv_area_fraction
-from uhrtex.io import srgb_to_linear
+from uhrtex.common.io import srgb_to_linear
 
 GRID = (65, 57)  # a small grid: same code path, fast
 

@@ -12,7 +12,7 @@ import torch
 
 from tests.helpers.captures import one_line, random_capture
 from tests.helpers.hydra_run import REPO
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 from uhrtex.captures.format import quantize
 from uhrtex.captures.ingest import IngestError, ingest, main, read_capture_folder, write_capture_folder
 from uhrtex.captures.store import CaptureStore

@@ -1,4 +1,4 @@
-"""uhrtex.io: round trips per format, normalisation, and one-line errors naming the file."""
+"""uhrtex.common.io: round trips per format, normalisation, and one-line errors naming the file."""
 
 import os
 import warnings
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.helpers.captures import one_line
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_srgb_helpers():
 
 def test_blocked_quantiser_matches_whole_array_rounding():
     """`quantize_hwc` works in row blocks (memory); it must give the bytes one whole-array pass gives."""
-    from uhrtex.io import QUANTIZE_ROWS, quantize_hwc
+    from uhrtex.common.io import QUANTIZE_ROWS, quantize_hwc
 
     x = torch.rand(3, QUANTIZE_ROWS + 37, 70, generator=torch.Generator().manual_seed(0))
     x[0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 0.0, 1.0])  # exact halves

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uhrtex.patches import Box, assemble, grid_boxes, pad_to_multiple, sample_global, split
+from uhrtex.hfdr.patches import Box, assemble, grid_boxes, pad_to_multiple, sample_global, split
 
 
 def test_split_assemble_round_trip_and_order():

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from tests.helpers.recon import TINY
 from uhrtex.checkpoint import CheckpointError
-from uhrtex.patches import Box, sample_global
-from uhrtex.pipeline import InputError, Reconstructor
-from uhrtex.stage1 import hfdr_input
+from uhrtex.hfdr.patches import Box, sample_global
+from uhrtex.pipeline.reconstructor import InputError, Reconstructor
+from uhrtex.stage1.run import hfdr_input
 
 pytestmark = [pytest.mark.filterwarnings("ignore:hash grid. using the pure-torch backend", "ignore:.*pure-torch"), pytest.mark.usefixtures("one_torch_thread")]
 

@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers.threads import one_thread
-from uhrtex import maps, precision
+from uhrtex import maps
+from uhrtex.common import precision
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
-from uhrtex.pipeline import Reconstructor
-from uhrtex.stage1 import gde_input
+from uhrtex.pipeline.reconstructor import Reconstructor
+from uhrtex.stage1.run import gde_input
 
 CPU = {"input_size": 512, "global_size": 128, "patch_size": 64}  # the cpu preset
 

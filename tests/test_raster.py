@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from uhrtex.backends import BackendUnavailable
+from uhrtex.common.backends import BackendUnavailable
 from uhrtex.raster import Renderer
 from uhrtex.raster import torch_backend as tb
 
@@ -286,7 +286,7 @@ def test_quad_mesh_texture_optimisation_reduces_the_loss():
 def test_renderer_backend_choice_and_lazy_import():
     assert Renderer(backend="torch").backend == "torch"
     with pytest.warns(UserWarning, match="pure-torch"):
-        import uhrtex.backends as backends
+        import uhrtex.common.backends as backends
 
         backends._warned.discard("raster")
         assert Renderer(backend="auto", device="cpu").backend == "torch"

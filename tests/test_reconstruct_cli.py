@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiments.reconstruct import main
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*pure-torch"), pytest.mark.usefixtures("one_torch_thread")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,12 +206,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(scene, recon_ckpts, tmp_path, 
 
 
 def test_crash_mid_write_leaves_no_partial_output(scene, recon_ckpts, tmp_path, monkeypatch, capsys):
-    import uhrtex.export
+    import uhrtex.export.glb
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash while rendering the preview")
 
-    monkeypatch.setattr(uhrtex.export, "render_preview", boom)
+    monkeypatch.setattr(uhrtex.export.glb, "render_preview", boom)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
         main([str(scene["portrait"]), "--ckpt", str(recon_ckpts), "--out", str(out), *FAST])
@@ -244,7 +244,7 @@ def test_glb_imports_in_blender(scene, recon_ckpts, tmp_path, capsys):
 
 def test_cropped_camera_follows_the_crop(scene):
     from experiments.reconstruct import cropped_camera
-    from uhrtex.mesh import load_camera, load_obj
+    from uhrtex.unwrap.mesh import load_camera, load_obj
 
     cam, mesh = load_camera(scene["camera"]), load_obj(scene["mesh"])
     crop = (40, 30, 160)  # x0, y0, side in the 256² portrait, resized to 320²

@@ -8,7 +8,7 @@ import resource
 import pytest
 import torch
 
-from uhrtex.captures import environments as E
+from uhrtex.render import environments as E
 from uhrtex.captures import render as R
 from uhrtex.captures.format import Capture
 from uhrtex.captures.heads import head_asset

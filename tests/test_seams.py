@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from uhrtex.metrics.seam import seam_metric
-from uhrtex.seams import CORE_ROWS, gaussian_taps, seam_positions, smooth_seams
+from uhrtex.hfdr.seams import CORE_ROWS, gaussian_taps, seam_positions, smooth_seams
 
 
 def seam_ratio(x: torch.Tensor, patch: int) -> float:
@@ -129,7 +129,7 @@ def test_keep_detail_hides_the_step_and_keeps_the_texture():
 
 def test_keep_detail_hides_a_patch_border_frame(monkeypatch):
     """A network's border effect (each patch's outermost rows off by a constant) is a thin line, not detail."""
-    import uhrtex.seams as seams
+    import uhrtex.hfdr.seams as seams
     x = 0.5 + 0.02 * torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     edge = torch.arange(256) % 64 == 0  # each patch's first row and column
     x[..., edge, :] += 0.05

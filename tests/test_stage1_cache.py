@@ -7,7 +7,7 @@ import torch
 
 from tests.helpers.stage_ckpts import save_stage_checkpoint
 from uhrtex.checkpoint import file_sha256 as file_digest
-from uhrtex.stage1_cache import CacheSpec, Stage1Reader, ensure_cache, store_compute
+from uhrtex.stage1.cache import CacheSpec, Stage1Reader, ensure_cache, store_compute
 
 
 class FakeStore:
@@ -123,7 +123,7 @@ def test_reader_is_picklable_and_names_a_missing_capture(tmp_path):
 def test_store_compute_runs_stage1_on_predicted_or_gt_geometry(tmp_path):
     from uhrtex.networks.hash_encoding import HashGridEncoding
     from uhrtex.networks.stages import build_gde, build_uv_normal
-    from uhrtex.stage1 import Stage1
+    from uhrtex.stage1.run import Stage1
 
     store = FakeStore()
     full = Stage1(build_uv_normal(widths=(4, 4, 4, 4, 4)), build_gde(widths=(4, 4, 4)),

@@ -12,7 +12,7 @@ from uhrtex import maps
 from uhrtex.networks.budget import training_bytes
 from uhrtex.networks.stages import build_gde, build_hfdr, build_uv_normal
 from uhrtex.networks.unet import ConvBlock
-from uhrtex.stage1 import Stage1, gde_input, hfdr_input, split_uv_normal
+from uhrtex.stage1.run import Stage1, gde_input, hfdr_input, split_uv_normal
 
 
 def test_gde_has_12_hidden_layers_and_16_to_7_channels():
@@ -39,14 +39,15 @@ def test_hfdr_injects_the_guide_after_hidden_layer_17():
     assert not torch.allclose(y, net(x, torch.rand_like(g)))  # the guide changes the output
     with pytest.raises(ValueError, match="guide"):
         net(x)
-    # untrained, the head passes the guide through (clamped): HFDR learns the residual detail
+    # with guide_passthrough (method=uhrtex), untrained, the head passes the guide through (clamped): HFDR learns the
+    # residual detail; the paper's plain sigmoid head (the default) does not
     g_full = torch.rand(2, 7, 32, 32)
-    assert torch.equal(net(x, g_full), g_full)
-    assert not torch.equal(build_hfdr(widths=(4, 8, 16, 32), guide_passthrough=False)(x, g_full), g_full)
+    assert torch.equal(build_hfdr(widths=(4, 8, 16, 32), guide_passthrough=True)(x, g_full), g_full)
+    assert not torch.equal(net(x, g_full), g_full)
 
 
 def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
-    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4)
+    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, guide_passthrough=True)
     assert net.head.in_channels == 4 + 3 + 7  # features ⊕ image detail band ⊕ guide
     x, g = torch.rand(2, 8, 32, 32), torch.rand(2, 7, 32, 32)
     assert torch.equal(net(x, g), g)  # still a pass-through of the guide when untrained
@@ -63,7 +64,7 @@ def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
     with pytest.raises(ValueError, match="detail_skip"):
         build_hfdr(widths=(4, 8), detail_skip=-1)
     # detail_passthrough: untrained, albedo = guide + the image's detail band; the other maps stay the guide
-    pt = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True)
+    pt = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True, guide_passthrough=True)
     g = torch.rand(2, 7, 32, 32) * 0.5 + 0.25
     y, band = pt(fine, g), pt.detail_band(fine)
     albedo = maps.TEXTURE.slice("albedo")
@@ -74,9 +75,9 @@ def test_hfdr_detail_skip_gives_the_head_the_image_detail_band():
 
 
 def test_hfdr_detail_branch_starts_silent_and_sees_only_the_band():
-    plain = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True)
+    plain = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True, guide_passthrough=True)
     torch.manual_seed(0)
-    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True, detail_branch=8)
+    net = build_hfdr(widths=(4, 8, 16, 32), detail_skip=4, detail_passthrough=True, guide_passthrough=True, detail_branch=8)
     net.load_state_dict({**net.state_dict(), **plain.state_dict()})
     x, g = torch.rand(2, 8, 32, 32), torch.rand(2, 7, 32, 32) * 0.5 + 0.25
     assert torch.equal(net(x, g), plain(x, g))  # its last layer starts at zero
@@ -286,7 +287,7 @@ def test_validation_panel_is_a_uint8_grid_wandb_can_show():
     import numpy as np
     import wandb
 
-    from uhrtex.panels import grid as panel
+    from uhrtex.viz.panels import grid as panel
 
     p = panel({"image": torch.full((2, 3, 8, 8), 0.5), "uv": torch.ones(2, 2, 4, 4), "mask": torch.zeros(2, 1, 8, 8)})
     assert p.shape == (3, 16, 24) and p.dtype == torch.uint8

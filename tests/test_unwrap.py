@@ -6,8 +6,8 @@ import torch
 
 from tests.helpers.unwrap_scene import camera, gt_texture, render_maps, save_obj, uv_sphere
 from uhrtex.captures.format import Camera, look_at
-from uhrtex.mesh import MeshError, check_camera, load_camera, load_obj
-from uhrtex.unwrap import UnwrapOptions, blend_template, flat_template, push_pull, unwrap
+from uhrtex.unwrap.mesh import MeshError, check_camera, load_camera, load_obj
+from uhrtex.unwrap.methods import UnwrapOptions, blend_template, flat_template, push_pull, unwrap
 
 pytestmark = [pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend"), pytest.mark.usefixtures("one_torch_thread")]
 
@@ -49,7 +49,7 @@ def test_capture_ground_truth_textures(method):
     from uhrtex import maps as M
     from uhrtex.captures.heads import head_asset
     from uhrtex.captures.render import render_capture
-    from uhrtex.mesh import Mesh
+    from uhrtex.unwrap.mesh import Mesh
 
     # A procedural sky: the bpy HDRIs exist only after `make blender-venv` (a slow test), and the lighting changes
     # only the image, not the GT maps unwrapped here.
@@ -214,7 +214,7 @@ def test_uv_layout_raster_matches_the_general_rasterizer(scene):
 def test_visible_texels_match_the_per_texel_reference(scene, case):
     """The affine-form visibility pass keeps the same texels at the same image positions as the per-texel one."""
     from uhrtex.raster import Renderer
-    from uhrtex.unwrap_direct import reference_visible_texels, visible_texels
+    from uhrtex.unwrap.visibility import reference_visible_texels, visible_texels
 
     if case == "sphere":
         mesh, cam, _, _, mask = scene
@@ -222,13 +222,13 @@ def test_visible_texels_match_the_per_texel_reference(scene, case):
     else:
         from uhrtex.captures.heads import head_asset
         from uhrtex.captures.render import render_capture
-        from uhrtex.mesh import Mesh
+        from uhrtex.unwrap.mesh import Mesh
 
         cap = render_capture(3, "sky0_r000", 0, 128, texture_resolution=64)
         mesh, cam, mask, res = Mesh.from_head(head_asset(3, 16).mesh), cap.camera, cap.maps["mask"], 192
     opts = UnwrapOptions(resolution=res)
     if case != "sphere":  # the back of the head is culled per triangle before any per-texel work
-        from uhrtex.unwrap_direct import depth_buffer, occluded_triangles
+        from uhrtex.unwrap.visibility import depth_buffer, occluded_triangles
 
         zbuf, _ = depth_buffer(mesh, cam, opts.depth_resolution, Renderer("torch"))
         assert occluded_triangles(mesh, cam, zbuf, opts.depth_tolerance).float().mean() > 0.05
@@ -258,8 +258,8 @@ def _push_pull_reference(tex, weight):  # the formula, level by level, no shortc
 
 
 def _blend_reference(textures, coverage, template, sigma):  # every texel, gains over the whole texture
-    from uhrtex.io import linear_to_srgb, srgb_to_linear
-    from uhrtex.template import _gaussian_blur
+    from uhrtex.common.io import linear_to_srgb, srgb_to_linear
+    from uhrtex.unwrap.fill import _gaussian_blur
 
     cov = coverage[None].float()
     w = torch.maximum(cov, _gaussian_blur(cov, sigma * coverage.shape[-1]).clamp(0, 1))[0]
@@ -291,7 +291,7 @@ def test_fill_and_blend_match_their_references():
 
 
 def test_head_template_disk_cache(tmp_path, monkeypatch):
-    from uhrtex import template as T
+    from uhrtex.unwrap import fill as T
 
     monkeypatch.setenv("UHRTEX_CACHE_DIR", str(tmp_path))
     T._TEXTURES.clear()
@@ -314,7 +314,7 @@ def test_head_template_disk_cache(tmp_path, monkeypatch):
 
 
 def test_uv_layout_disk_cache(scene, tmp_path, monkeypatch):
-    from uhrtex import unwrap_direct as D
+    from uhrtex.unwrap import visibility as D
     from uhrtex.raster.uv_layout import rasterize_uv_layout
 
     mesh = scene[0]
@@ -342,9 +342,9 @@ def test_uv_layout_disk_cache(scene, tmp_path, monkeypatch):
 def test_depth_buffer_from_the_depth_pass_matches_interpolated_depth():
     from uhrtex.captures.heads import head_asset
     from uhrtex.captures.render import render_capture
-    from uhrtex.mesh import Mesh
+    from uhrtex.unwrap.mesh import Mesh
     from uhrtex.raster import Renderer
-    from uhrtex.unwrap_direct import _interpolated_depth_buffer, depth_buffer
+    from uhrtex.unwrap.visibility import _interpolated_depth_buffer, depth_buffer
 
     cap = render_capture(3, "sky0_r000", 0, 96, texture_resolution=32)
     mesh = Mesh.from_head(head_asset(3, 16).mesh)

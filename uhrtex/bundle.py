@@ -21,7 +21,7 @@ BUNDLE_VERSION = 1
 
 def save_bundle(path: str | os.PathLike, records: Mapping[str, StageRecord], sizes: Mapping[str, int]) -> None:
     """All stages in one plain file (atomic write)."""
-    from uhrtex.io import atomic_path
+    from uhrtex.common.io import atomic_path
 
     payload = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "sizes": {k: int(sizes[k]) for k in SIZE_KEYS},
                "stages": {s: {"model_config": r.model_config, "sha256": r.sha256,

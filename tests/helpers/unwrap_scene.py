@@ -7,7 +7,7 @@ import math
 import torch
 
 from uhrtex.captures.format import Camera, look_at
-from uhrtex.mesh import Mesh
+from uhrtex.unwrap.mesh import Mesh
 from uhrtex.raster import Renderer
 
 
@@ -44,7 +44,7 @@ def camera(size: int, distance: float = 3.0, fov: float = 45.0, yaw: float = 20.
 
 def render_maps(mesh: Mesh, cam: Camera, tex_topdown: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Image-space maps C×H×W and mask 1×H×W (top-down) of the textured mesh."""
-    from uhrtex.unwrap import _clip
+    from uhrtex.unwrap.methods import _clip
 
     r = Renderer("torch")
     rast, _ = r.rasterize(_clip(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width), grad_db=False)
@@ -58,7 +58,7 @@ def render_maps(mesh: Mesh, cam: Camera, tex_topdown: torch.Tensor) -> tuple[tor
 
 def _uv_image(mesh: Mesh, cam: Camera) -> torch.Tensor:
     """The mesh's UV coordinates per pixel, 2×H×W top-down, 0 off the mesh (like a capture's `uv` map)."""
-    from uhrtex.unwrap import _clip
+    from uhrtex.unwrap.methods import _clip
 
     r = Renderer("torch")
     rast, _ = r.rasterize(_clip(mesh, cam).contiguous(), mesh.faces.int(), (cam.height, cam.width), grad_db=False)

@@ -37,7 +37,7 @@ from uhrtex.captures.gltf_mesh import SUFFIXES as GLTF_SUFFIXES
 from uhrtex.captures.gltf_mesh import read_gltf
 from uhrtex.captures.heads.mesh import HeadMesh, read_obj
 from uhrtex.captures.heads.textures import MAP_CHANNELS, stacked_raster
-from uhrtex.io import SUFFIXES, linear_to_srgb, read_image
+from uhrtex.common.io import SUFFIXES, linear_to_srgb, read_image
 
 DEFAULTS = {"uv_layout": None, "subject": None, "scale": 1.0, "up": "+y", "forward": "+z",
             "normal_convention": "opengl", "specular_kind": "specular"}

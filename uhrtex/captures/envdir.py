@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uhrtex.io import LDR_SUFFIXES
+from uhrtex.common.io import LDR_SUFFIXES
 
 ENV_SUFFIXES = (".exr", ".hdr")
 PREFIX = "env-"
@@ -110,7 +110,7 @@ def load_environments(folder: str | Path) -> dict[str, Path]:
 
 def resolve_lighting(lighting: int | str, folder: str | Path | None = None) -> tuple[str, str | None]:
     """(lighting id, source file or None): an int picks the i-th of `default_lightings` with DIR's maps added."""
-    from uhrtex.captures.environments import default_lightings, parse_lighting
+    from uhrtex.render.environments import default_lightings, parse_lighting
 
     files = environment_files(folder) if folder else {}
     name = lighting if isinstance(lighting, str) else default_lightings(int(lighting) + 1, extra=tuple(files))[int(lighting)]

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 from uhrtex.captures.format import Capture, CaptureError, split_key
 from uhrtex.captures.store import CaptureStore
 from uhrtex.maps import CAPTURE, NORMAL_MAPS, SRGB_MAPS, encode_normal

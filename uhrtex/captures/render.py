@@ -21,11 +21,11 @@ from collections import OrderedDict
 import torch
 
 from uhrtex.captures.envdir import resolve_lighting
-from uhrtex.captures.environments import ROUGHNESS, Environment, load_environment
+from uhrtex.render.environments import ROUGHNESS, Environment, load_environment
 from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
 from uhrtex.captures.framing import Frame, fitted_near_far, head_frame
 from uhrtex.captures.heads import DEFAULT_GRID, HeadAsset, asset_from_meta, head_asset
-from uhrtex.io import linear_to_srgb, srgb_to_linear
+from uhrtex.common.io import linear_to_srgb, srgb_to_linear
 from uhrtex.maps import CAPTURE, TEXTURE, decode_normal, encode_normal
 from uhrtex.raster import Renderer
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from uhrtex.captures.format import Capture, CaptureError, dequantize, split_key, to_uint16
 from uhrtex.maps import CAPTURE
-from uhrtex.patches import Box
+from uhrtex.hfdr.patches import Box
 
 FORMAT_VERSION = 1
 PARTIAL = "_partial."

@@ -20,7 +20,7 @@ import torch
 
 from uhrtex.captures.format import Camera
 from uhrtex.face.landmarker import N_LANDMARKS, Face
-from uhrtex.mesh import Mesh
+from uhrtex.unwrap.mesh import Mesh
 
 TABLE = Path(__file__).with_name("landmark_uv.json")
 FOCAL_FACTOR = 20.0  # focal length and depth in units of the image's long side: near-orthographic
@@ -75,7 +75,7 @@ def landmark_mesh(face: Face, height: int, width: int) -> tuple[Mesh, Camera]:
 def landmark_uv_map(face: Face, height: int, width: int, renderer=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The unified-layout uv the landmark mesh gives each pixel: (2×H×W uv, 1×H×W coverage), top-down rows."""
     from uhrtex.raster import Renderer
-    from uhrtex.unwrap_direct import clip_positions
+    from uhrtex.unwrap.visibility import clip_positions
 
     mesh, cam = landmark_mesh(face, height, width)
     renderer = renderer or Renderer("auto", "cpu")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from uhrtex import io as uio
+from uhrtex.common import io as uio
 from uhrtex.face.landmarker import N_LANDMARKS, landmarks
 
 DEFAULT_OUT = Path(__file__).with_name("landmark_uv.json")

@@ -293,7 +293,7 @@ def spectrum_figure(curves: Mapping[str, torch.Tensor], gt: torch.Tensor, path=N
         y += 18
     arr = np.asarray(img).copy()
     if path is not None:
-        from uhrtex.io import write_png
+        from uhrtex.common.io import write_png
 
         write_png(path, arr.transpose(2, 0, 1).astype(np.float32) / 255.0)
     return arr

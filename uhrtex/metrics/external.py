@@ -42,7 +42,7 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def _read(path: Path, channels: int) -> torch.Tensor:
-    from uhrtex.io import read_image
+    from uhrtex.common.io import read_image
 
     return read_image(path, channels=channels, gray="expand", alpha="drop")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from uhrtex.patches import pad_to_multiple
+from uhrtex.hfdr.patches import pad_to_multiple
 
 KINDS = ("auto", "lpips", "stlpips")
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # what torchvision.models.alexnet(weights="DEFAULT") caches

@@ -6,7 +6,7 @@ Spec: /work/shared/specs/backends.md, sections A (geometry and forward), B (bind
 * `TorchGrid`: tcnn's fp32 forward reproduced in plain torch (fma +0.5 offset, uint32 corner arithmetic,
   CoherentPrime hash, dense wraparound, no clamping, level-major output). Param key `params`.
 * `TcnnGrid`: thin wrapper of `tinycudann.Encoding`, imported only when chosen. Same `params` key.
-* `HashGridEncoding`: what models use. Picks a backend with `uhrtex.backends.resolve`, takes B×2×H×W UV
+* `HashGridEncoding`: what models use. Picks a backend with `uhrtex.common.backends.resolve`, takes B×2×H×W UV
   maps or [N, 2] points, clamps to [0, 1] (spec A5), returns B×(L·F)×H×W or [N, L·F].
 """
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from uhrtex import backends
+from uhrtex.common import backends
 from uhrtex.networks.hash_config import PRIME_Y, U32, GridLayout, HashGridConfig, grid_layout
 
 __all__ = ["HashGridConfig", "GridLayout", "grid_layout", "TorchGrid", "TcnnGrid", "HashGridEncoding"]

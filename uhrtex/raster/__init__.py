@@ -9,14 +9,14 @@
 The methods take exactly nvdiffrast.torch's arguments minus the context, which the Renderer
 holds. Conventions are nvdiffrast's: row 0 of every image is the bottom (flip top-down images
 along rows), uv[..., 0] indexes texture columns. The backend is chosen by
-`uhrtex.backends.resolve("raster", ...)`; nvdiffrast is imported only when it is chosen.
+`uhrtex.common.backends.resolve("raster", ...)`; nvdiffrast is imported only when it is chosen.
 """
 
 from __future__ import annotations
 
 import torch
 
-from uhrtex.backends import resolve
+from uhrtex.common.backends import resolve
 from uhrtex.raster import torch_backend
 
 __all__ = ["Renderer", "torch_backend"]

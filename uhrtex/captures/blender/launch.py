@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from uhrtex import io as uio
-from uhrtex.captures.environments import load_environment
+from uhrtex.common import io as uio
+from uhrtex.render.environments import load_environment
 from uhrtex.captures.format import Camera
 from uhrtex.captures.heads import UV_LAYOUT, head_asset
 
@@ -104,7 +104,7 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
 
     `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.captures.envdir`); Cycles reads it as is.
     `mesh_to_world`: 3 x 3 from the file's axes and units to uhrtex world (an asset's scale and axes); `clip`: near, far."""
-    from uhrtex.captures.environments import ROUGHNESS
+    from uhrtex.render.environments import ROUGHNESS
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ MAP_FILES = {"albedo": ("albedo.png", 16), "micronormal": ("micronormal.png", 16
 
 def export_asset(seed: int, res: int, out_dir: str | Path, grid=None) -> dict[str, Path]:
     """Write the asset files; returns {"obj", "mtl", "albedo", "micronormal", "specular", "meta"} paths."""
-    from uhrtex import io as uio
+    from uhrtex.common import io as uio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import torch
 from uhrtex.captures.heads import regions as R
 from uhrtex.captures.heads.noise import fbm, smoothstep, value_noise, worley
 from uhrtex.captures.heads.subject import CM_PER_U, CM_PER_V, Subject, phi_of_u, theta_of_v
-from uhrtex.io import linear_to_srgb
+from uhrtex.common.io import linear_to_srgb
 
 # Two-chromophore skin model (linear RGB), tuned so melanin 0.03 -> light, 0.6 -> very dark skin.
 R0 = (0.72, 0.59, 0.45)

@@ -62,7 +62,7 @@ def cached(name: str, compute: Callable[[], T], family: str | None = None, keep:
     value = compute()
     if path is not None:
         try:
-            from uhrtex.io import write_bytes_atomic
+            from uhrtex.common.io import write_bytes_atomic
 
             buf = io.BytesIO()
             torch.save(value, buf)

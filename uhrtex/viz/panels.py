@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from uhrtex.io import atomic_path
+from uhrtex.common.io import atomic_path
 
 
 def to_rgb(x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ between the face normal and the view ray), not occluded (camera depth ≤ the de
 and with all four bilinear taps on the face mask.
 
 Fast path: the UV layout is rasterized once per (mesh UVs, resolution) (`uhrtex.raster.uv_layout`, the
-torch backend's exact coverage), cached in-process and in the cache folder (`uhrtex.disk_cache`: a
+torch backend's exact coverage), cached in-process and in the cache folder (`uhrtex.common.disk_cache`: a
 fixed-topology mesh such as the landmark mesh or a 3DMM has the same layout for every portrait). Because the
 layout is flat, every texel quantity the tests need (camera-space position, the normal·view product) is an
 affine function of the texel centre within its triangle: each triangle gets its affine coefficients once
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex.captures.format import Camera
-from uhrtex.disk_cache import cached, source_digest
-from uhrtex.mesh import Mesh
+from uhrtex.common.disk_cache import cached, source_digest
+from uhrtex.unwrap.mesh import Mesh
 from uhrtex.raster import Renderer
 from uhrtex.raster.uv_layout import UVLayoutRaster, barycentric_forms, rasterize_uv_layout, texel_centres
 

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uhrtex.captures.environments import ROUGHNESS  # the skin roughness the captures are rendered with
+from uhrtex.render.environments import ROUGHNESS  # the skin roughness the captures are rendered with
 from uhrtex.captures.format import Camera
 from uhrtex.captures.render import F0_SCALE
-from uhrtex.mesh import Mesh
+from uhrtex.unwrap.mesh import Mesh
 
 SPECULAR_COLOR_FACTOR = F0_SCALE / 0.04  # glTF's dielectric F0 is 0.04 · factor · s; the captures' is 0.08 · s
 
@@ -44,10 +44,10 @@ _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 def _png(channels: list) -> bytes:
     """Channels (c×H×W tensors in [0, 1] or constants; 1, 3 or 4 in all) -> 8-bit PNG bytes; clamped, round half up
-    ((x·255 + 0.5) truncated), quantised in row blocks (`uhrtex.io.quantize_hwc`: no full-size float copies)."""
+    ((x·255 + 0.5) truncated), quantised in row blocks (`uhrtex.common.io.quantize_hwc`: no full-size float copies)."""
     import cv2
 
-    from uhrtex.io import png_params, quantize_hwc
+    from uhrtex.common.io import png_params, quantize_hwc
 
     c = sum(p.shape[0] if isinstance(p, torch.Tensor) else 1 for p in channels)
     order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[c]  # OpenCV writes BGR(A)
@@ -60,7 +60,7 @@ def _png(channels: list) -> bytes:
 
 
 class PngWriter:
-    """PNG files written in background threads (`uhrtex.io.write_png`: validated, atomic; numpy and OpenCV
+    """PNG files written in background threads (`uhrtex.common.io.write_png`: validated, atomic; numpy and OpenCV
     release the GIL, so encodes overlap each other and the caller's compute). `wait()` joins them and
     re-raises the first failure; `close()` (also on leaving a `with` block) waits for all, ignoring errors."""
 
@@ -73,7 +73,7 @@ class PngWriter:
 
     def submit(self, path: str | os.PathLike, x: torch.Tensor, bits: int = 8, clamp: bool = False) -> None:
         """`x` must not change until `wait()`: the encoder reads it in place (no copy is made)."""
-        from uhrtex.io import write_png
+        from uhrtex.common.io import write_png
 
         self._pending.append(self._pool.submit(write_png, path, x, bits=bits, compression=self.compression,
                                                clamp=clamp))
@@ -196,7 +196,7 @@ def glb_bytes(mesh: Mesh, textures: Mapping[str, torch.Tensor], scale: float = 1
 
 
 def write_glb(path: str | os.PathLike, mesh: Mesh, textures: Mapping[str, torch.Tensor], scale: float = 1.0) -> None:
-    from uhrtex.io import write_bytes_atomic
+    from uhrtex.common.io import write_bytes_atomic
 
     write_bytes_atomic(path, glb_bytes(mesh, textures, scale))
 
@@ -207,7 +207,7 @@ def write_glb(path: str | os.PathLike, mesh: Mesh, textures: Mapping[str, torch.
 def render_preview(mesh: Mesh, textures: Mapping[str, torch.Tensor], camera: Camera, lightings: Sequence[str],
                    size: int = 512, device="cpu") -> torch.Tensor:
     """The textured mesh shaded under each environment (captures' renderer), side by side: 3×size×(n·size)."""
-    from uhrtex.captures.environments import load_environment
+    from uhrtex.render.environments import load_environment
     from uhrtex.captures.heads.mesh import HeadMesh, uv_tangents
     from uhrtex.captures.render import geometry_buffers, gl_view_rotation, shade
     from uhrtex.maps import TEXTURE, encode_normal

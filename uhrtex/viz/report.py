@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from uhrtex.panels import show
+from uhrtex.viz.panels import show
 
 PANEL = 384
 TITLES = ("input", "albedo", "micronormal", "specular", "UV albedo", "UV photo")

@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex.captures.format import Camera
-from uhrtex.mesh import Mesh, MeshError, check_camera
-from uhrtex.patches import Box, sample_global
+from uhrtex.unwrap.mesh import Mesh, MeshError, check_camera
+from uhrtex.hfdr.patches import Box, sample_global
 from uhrtex.raster import Renderer
-from uhrtex.template import blend_template, flat_template, head_template, is_unified_layout, push_pull
-from uhrtex.unwrap_direct import clip_positions as _clip
-from uhrtex.unwrap_direct import uv_layout
-from uhrtex.unwrap_direct import visible_texels as _visible_texels
+from uhrtex.unwrap.fill import blend_template, flat_template, head_template, is_unified_layout, push_pull
+from uhrtex.unwrap.visibility import clip_positions as _clip
+from uhrtex.unwrap.visibility import uv_layout
+from uhrtex.unwrap.visibility import visible_texels as _visible_texels
 
 __all__ = ["METHODS", "UnwrapOptions", "UnwrapResult", "unwrap", "push_pull", "blend_template", "flat_template",
            "head_template", "is_unified_layout"]

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from uhrtex.io import atomic_path
+from uhrtex.common.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def cache_root_for(store_url: str | os.PathLike) -> Path:
 
 
 def store_compute(store, stage1: torch.nn.Module, device: str | torch.device = "cpu") -> Callable[[list[str]], dict]:
-    """A `compute` for `ensure_cache` that runs `stage1` (a `uhrtex.stage1.Stage1`) on the store's global view."""
+    """A `compute` for `ensure_cache` that runs `stage1` (a `uhrtex.stage1.run.Stage1`) on the store's global view."""
     gt = getattr(stage1, "uv_normal", None) is None
     names = ["image", "uv", "normal", "mask"] if gt else ["image"]
 

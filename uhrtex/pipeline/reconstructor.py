@@ -31,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uhrtex import maps, precision as _precision
+from uhrtex import maps
+
+from uhrtex.common import precision as _precision
 from uhrtex.bundle import load_bundle, save_bundle
 from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
-from uhrtex.patches import Box
-from uhrtex.seams import PAPER_BAND, PAPER_KERNEL, PAPER_SIGMA, smooth_seams
-from uhrtex.stage1 import GUIDE_KEY, Stage1, hfdr_input
+from uhrtex.hfdr.patches import Box
+from uhrtex.hfdr.seams import PAPER_BAND, PAPER_KERNEL, PAPER_SIGMA, smooth_seams
+from uhrtex.stage1.run import GUIDE_KEY, Stage1, hfdr_input
 
 __all__ = ["Reconstructor", "SeamOptions", "InputError"]
 
@@ -309,6 +311,6 @@ class Reconstructor:
         g: Geometry = result["geometry"]  # type: ignore[assignment]
         m = result[name][None].float()
         box = Box(g.top, g.left, g.height, g.width)
-        from uhrtex.patches import sample_global
+        from uhrtex.hfdr.patches import sample_global
 
         return sample_global(m, box, (g.side, g.side))[0]

@@ -4,7 +4,7 @@
   border.
 * `head_template`: the neutral-tone procedural head in the unified UV layout (`flat_template` for other
   layouts). Its textures are generated at ≤ 1024² (the template only fills what the photo did not see) and
-  cached: in-process, and on disk in the uhrtex cache folder (`uhrtex.disk_cache`), keyed by the
+  cached: in-process, and on disk in the uhrtex cache folder (`uhrtex.common.disk_cache`), keyed by the
   resolution and a hash of the generator's source, so a code change regenerates it. Generating 1024²
   costs seconds; reading the cache, milliseconds.
 * `blend_template`: tone-match the template to the observed texels (mean face colour, per channel, in
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex import maps as M
-from uhrtex.disk_cache import cached, source_digest
-from uhrtex.mesh import Mesh
+from uhrtex.common.disk_cache import cached, source_digest
+from uhrtex.unwrap.mesh import Mesh
 
 __all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template",
            "TEMPLATE_SEED", "TEMPLATE_MELANIN"]
@@ -93,7 +93,7 @@ def _template_subject():
 def _generator_digest(r: int) -> str:
     """Hash of what the template textures depend on: its parameters and the generator's source files."""
     import uhrtex.captures.heads as heads
-    import uhrtex.io as uio
+    import uhrtex.common.io as uio
 
     files = sorted(Path(heads.__file__).parent.glob("*.py")) + [Path(uio.__file__)]
     return source_digest(files, TEMPLATE_SEED, TEMPLATE_MELANIN, int(r))
@@ -174,7 +174,7 @@ def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
     out = w·tex + (1 − w)·template', w = max(coverage, gaussian(coverage)); where w = 1 that is tex, so the
     template is converted and blended only on the texels with w < 1, and the gains are sums over the observed
     texels (coverage > 0) only. `inplace`: the results overwrite `textures` (no second full-size copy)."""
-    from uhrtex.io import linear_to_srgb, srgb_to_linear
+    from uhrtex.common.io import linear_to_srgb, srgb_to_linear
 
     res = coverage.shape[-1]
     cov = coverage[None].float()
