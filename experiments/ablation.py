@@ -18,7 +18,8 @@ import torch
 from omegaconf import DictConfig
 
 from experiments.eval_common import PERCEPTUAL_NAMES, latest_test_rows, log_wandb_table, perceptual_key
-from experiments.subruns import finish_wandb, subrun_config
+from experiments.run_record import finish_wandb
+from experiments.subruns import subrun_config
 from experiments.train import train
 from uhrtex.metrics import Column, Table, mean_std
 

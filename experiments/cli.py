@@ -119,13 +119,6 @@ def check_missing(cfg: DictConfig) -> None:
         raise UsageError(f"missing required value(s): {', '.join(missing)}; set them on the command line, e.g. {examples}")
 
 
-def _override_value(overrides: list[str], key: str) -> str | None:
-    for o in reversed(overrides):
-        if o.lstrip("+").startswith(f"{key}="):
-            return o.split("=", 1)[1]
-    return None
-
-
 def _relevant(overrides: list[str]) -> set[str]:
     keep = set()
     for o in overrides:

@@ -30,7 +30,8 @@ from experiments.compare_table import detail_table, evaluate_capture, seed_rows,
 from experiments.baselines import LOWRES
 from experiments.eval_common import PERCEPTUAL_NAMES, log_wandb_table, perceptual_key
 from experiments.lowres import find_lowres_checkpoints, train_lowres
-from experiments.subruns import (SMOKE_STAGE, compose_model, finish_wandb, parent_overrides, plain, run_subrun,
+from experiments.run_record import finish_wandb
+from experiments.subruns import (SMOKE_STAGE, compose_model, parent_overrides, plain, run_subrun,
                                  subrun_config)
 from uhrtex import maps
 from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage

@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from experiments.subruns import finish_wandb
-from uhrtex.metrics import Column, Table
+from experiments.run_record import finish_wandb
+from uhrtex.metrics import Table
 
 log = logging.getLogger(__name__)
 MAP_HEADERS = {"albedo": "Albedo", "micronormal": "MicroNormal", "specular": "Specular"}
@@ -41,11 +41,6 @@ def perceptual_key(rows: list[Mapping[str, Any]]) -> str | None:
 
 
 PERCEPTUAL_NAMES = {"lpips": "LPIPS-alex", "stlpips": "ST-LPIPS-alex"}
-
-
-def map_columns(metrics: list[tuple[str, str, int]], maps: tuple[str, ...] = tuple(MAP_HEADERS)) -> list[Column]:
-    """Table-1 style: one column per (map, metric): metrics = [(key, header, digits)]."""
-    return [Column(f"{m}/{k}", f"{MAP_HEADERS[m]} {h}", d) for m in maps for k, h, d in metrics]
 
 
 def log_wandb_table(cfg: DictConfig, key: str, table: Table, job_type: str) -> None:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uhrtex.captures.generate import make_captures as render_into_store
 from uhrtex.captures.assets import load_assets
-from uhrtex.captures.envdir import load_environments
+from uhrtex.render.envdir import load_environments
 from uhrtex.captures.generate import parse_shard, plan, plan_assets, shard_items
 from uhrtex.captures.store import CaptureStore
 

@@ -91,8 +91,13 @@ def _device(name: str) -> torch.device:
 
 
 def read_portrait(path: str) -> torch.Tensor:
-    """3×H×W sRGB in [0, 1]. RGBA: alpha dropped (warning); 16-bit: scaled; EXR: linear -> sRGB, clipped."""
-    image = uio.read_image(path, channels=3, alpha="drop", gray="error")
+    """3×H×W sRGB in [0, 1]. RGBA: alpha dropped (warning); grayscale: copied to R, G and B (warning); 16-bit: scaled;
+    EXR: linear -> sRGB, clipped."""
+    image = uio.read_image(path, channels=(1, 3), alpha="drop")
+    if image.shape[0] == 1:
+        warnings.warn(f"{path}: a grayscale portrait; it is read as RGB with R = G = B, so the albedo has no colour "
+                      "to recover", stacklevel=2)
+        image = image.expand(3, -1, -1).contiguous()
     if Path(path).suffix.lower() == ".exr":
         hi = float(image.max())
         if hi > 1:

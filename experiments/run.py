@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from experiments.cli import main_guard
 from experiments.run_record import record_launch
-from experiments.subruns import finish_wandb
+from experiments.run_record import finish_wandb
 from experiments.train import is_rank_zero
 
 log = logging.getLogger(__name__)

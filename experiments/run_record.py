@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shlex
 import subprocess
@@ -21,6 +22,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from uhrtex.common.io import write_bytes_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_DIRS = ("uhrtex", "lightning_modules", "datamodules", "callbacks", "experiments", "benchmarks", "tests")
 
@@ -74,3 +77,14 @@ def wandb_run_id(run_dir: Path) -> str:
     run_id = secrets.token_hex(4)
     write_text_atomic(path, run_id + "\n")
     return run_id
+
+
+def finish_wandb(failed: bool = False) -> None:
+    """End the current W&B run (if any), so the next run's WandbLogger starts its own."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        log.info("closing W&B run %s", wandb.run.id)
+        wandb.finish(exit_code=1 if failed else 0)

@@ -35,17 +35,6 @@ def plain(value):
     return OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
 
 
-def finish_wandb(failed: bool = False) -> None:
-    """End the current W&B run (if any), so the next run's WandbLogger starts its own."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        log.info("closing W&B run %s", wandb.run.id)
-        wandb.finish(exit_code=1 if failed else 0)
-
-
 def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 

@@ -103,7 +103,7 @@ def test_asset_folder_renders_like_the_procedural_head(blender, tmp_path):
     from experiments.make_captures import make_captures
     from tests.helpers.hydra_run import CPU_OVERRIDES, compose
     from uhrtex.captures.blender import render_capture as blender_render
-    from uhrtex.captures.envdir import resolve_lighting
+    from uhrtex.render.environments import resolve_lighting
     from uhrtex.captures.format import Capture
     from uhrtex.captures.heads.export import export_asset
     from uhrtex.captures.store import CaptureStore

@@ -15,7 +15,8 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from uhrtex.captures.envdir import env_name, environment_files, resolve_lighting
+from uhrtex.render.envdir import env_name, environment_files
+from uhrtex.render.environments import resolve_lighting
 from uhrtex.render.environments import default_lightings, parse_lighting
 from uhrtex.captures.format import check_id
 from uhrtex.captures.render import render_capture, reshade

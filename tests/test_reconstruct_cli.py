@@ -135,19 +135,29 @@ def test_exr_no_crop_and_rewrite(astronaut_png, recon_ckpts, tmp_path, capsys):
     assert uio.read_image(out / "albedo.png").shape == (3, 512, 512)
 
 
-def test_rgba_and_16_bit_portraits(scene, recon_ckpts, tmp_path, capsys):
+def test_rgba_16_bit_and_grayscale_portraits(scene, recon_ckpts, tmp_path, capsys):
     img = scene["capture"].maps["image"]
     uio.write_png(tmp_path / "rgba.png", torch.cat([img, torch.ones_like(img[:1])]))
     uio.write_png(tmp_path / "deep.png", img, bits=16)
+    gray = img.mean(0, keepdim=True)
+    uio.write_png(tmp_path / "gray.png", gray)
+    uio.write_png(tmp_path / "gray3.png", gray.expand(3, -1, -1))
+    fast = ["--ckpt", recon_ckpts, "--unwrap", "none", "--precision", "fp32", "--no-crop"]
     with pytest.warns(UserWarning, match="alpha"):
-        code, err = _run([tmp_path / "rgba.png", "--ckpt", recon_ckpts, "--out", tmp_path / "a", "--unwrap", "none",
-                          "--precision", "fp32", "--no-crop"], capsys)
+        code, err = _run([tmp_path / "rgba.png", *fast, "--out", tmp_path / "a"], capsys)
     assert code == 0, err
-    code, err = _run([tmp_path / "deep.png", "--ckpt", recon_ckpts, "--out", tmp_path / "b", "--unwrap", "none",
-                      "--precision", "fp32", "--no-crop"], capsys)
+    code, err = _run([tmp_path / "deep.png", *fast, "--out", tmp_path / "b"], capsys)
     assert code == 0, err
     a, b = (uio.read_image(tmp_path / d / "albedo.png") for d in "ab")
     assert (a - b).abs().max() < 3 / 255  # 16-bit is scaled to [0, 1], not read as 0..65535
+    # grayscale: converted to RGB with a warning, and reconstructed as the same photo saved as RGB would be
+    with pytest.warns(UserWarning, match="grayscale"):
+        code, err = _run([tmp_path / "gray.png", *fast, "--out", tmp_path / "g"], capsys)
+    assert code == 0, err
+    code, err = _run([tmp_path / "gray3.png", *fast, "--out", tmp_path / "g3"], capsys)
+    assert code == 0, err
+    g, g3 = (uio.read_image(tmp_path / d / "albedo.png") for d in ("g", "g3"))
+    assert torch.equal(g, g3)
 
 
 def _bad_inputs(scene, tmp_path, recon_ckpts):
@@ -155,7 +165,6 @@ def _bad_inputs(scene, tmp_path, recon_ckpts):
     good = scene["portrait"].read_bytes()
     (tmp_path / "corrupt.png").write_bytes(os.urandom(2000))
     (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
-    uio.write_png(tmp_path / "gray.png", scene["capture"].maps["image"][:1])
     uio.write_png(tmp_path / "small.png", scene["capture"].maps["image"][:, ::4, ::4])
     uio.write_png(tmp_path / "wall.png", torch.full((3, 256, 256), 0.6))
     nan = torch.rand(3, 256, 256)
@@ -177,7 +186,6 @@ def _bad_inputs(scene, tmp_path, recon_ckpts):
         "missing": ([tmp_path / "nope.png"], "does not exist"),
         "corrupt": ([tmp_path / "corrupt.png"], "corrupt or truncated"),
         "truncated": ([tmp_path / "truncated.png"], "corrupt or truncated"),
-        "grayscale": ([tmp_path / "gray.png"], "grayscale"),
         "too_small": ([tmp_path / "small.png", "--no-crop"], "too small"),
         "nan_exr": ([tmp_path / "nan.exr"], "NaN"),
         "mesh_without_uvs": ([p, "--mesh", tmp_path / "nouv.obj", "--camera", c], "texture coordinate"),
@@ -188,7 +196,7 @@ def _bad_inputs(scene, tmp_path, recon_ckpts):
     }
 
 
-BAD = ["missing", "corrupt", "truncated", "grayscale", "too_small", "nan_exr", "mesh_without_uvs", "camera_mismatch",
+BAD = ["missing", "corrupt", "truncated", "too_small", "nan_exr", "mesh_without_uvs", "camera_mismatch",
        "missing_stage", "mesh_method_without_mesh", "no_face"]
 
 

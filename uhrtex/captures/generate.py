@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
-from uhrtex.captures.envdir import resolve_lighting
+from uhrtex.render.environments import resolve_lighting
 from uhrtex.captures.format import Capture, capture_key, split_key
 from uhrtex.captures.store import CaptureStore
 

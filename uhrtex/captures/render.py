@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import torch
 
-from uhrtex.captures.envdir import resolve_lighting
+from uhrtex.render.environments import resolve_lighting
 from uhrtex.render.environments import ROUGHNESS, Environment, load_environment
 from uhrtex.captures.format import CV_FROM_GL, Camera, Capture, look_at
 from uhrtex.captures.framing import Frame, fitted_near_far, head_frame

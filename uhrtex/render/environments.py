@@ -41,6 +41,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from uhrtex.render.envdir import env_name, environment_files, read_environment
+
 HDRI_NAMES = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
 ROUGHNESS = 0.45  # skin, both renderers
 FRONT_IRRADIANCE = 2.4  # target frontal irradiance after exposure (albedo 0.35 -> radiance ~0.27)
@@ -68,13 +70,6 @@ def hdri_dir() -> Path | None:
 
 def lighting_id(name: str, rotation_deg: int) -> str:
     return f"{name}_r{int(rotation_deg) % 360:03d}"
-
-
-def list_lightings(rotations=(0, 90, 180, 270), skies: int = 4, hdri: bool | None = None, extra=()) -> list[str]:
-    """All ids: each available HDRI x rotations, then `skies` procedural skies, then `extra` names, x rotations."""
-    use_hdri = hdri_dir() is not None if hdri is None else hdri
-    names = (list(HDRI_NAMES) if use_hdri else []) + [f"sky{k}" for k in range(skies)] + list(extra)
-    return [lighting_id(n, r) for n in names for r in rotations]
 
 
 def default_lightings(n: int, seed: int = 0, hdri: bool | None = None, extra=()) -> list[str]:
@@ -269,7 +264,6 @@ _FRONT = torch.tensor([[0, 0, 1], [0.5, 0, 0.866], [-0.5, 0, 0.866], [0, 0.4, 0.
 def _load_cpu(lighting: str, hdri_path: str | None, source: str | None = None) -> Environment:
     name, rot = parse_lighting(lighting)
     if name.startswith("env-"):
-        from uhrtex.captures.envdir import env_name, read_environment
 
         if source is None or env_name(source) != name:
             raise LightingError(f"lighting {lighting!r} is one of your own maps; pass its folder "
@@ -295,3 +289,11 @@ def load_environment(lighting: str, device="cpu", source: str | None = None) -> 
     d = hdri_dir()
     user = parse_lighting(str(lighting))[0].startswith("env-")
     return _load_cpu(str(lighting), None if d is None else str(d), str(source) if user and source else None).to(device)
+
+
+def resolve_lighting(lighting: int | str, folder: str | Path | None = None) -> tuple[str, str | None]:
+    """(lighting id, source file or None): an int picks the i-th of `default_lightings` with DIR's maps added."""
+    files = environment_files(folder) if folder else {}
+    name = lighting if isinstance(lighting, str) else default_lightings(int(lighting) + 1, extra=tuple(files))[int(lighting)]
+    source = files.get(parse_lighting(name)[0])
+    return name, None if source is None else str(source)

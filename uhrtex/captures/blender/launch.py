@@ -102,7 +102,7 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
                   mesh_to_world=None, clip: tuple[float, float] | None = None) -> Path:
     """Render one capture folder in the ingest layout (+ meta.json). Any OBJ/glTF/GLB with UVs and three maps works.
 
-    `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.captures.envdir`); Cycles reads it as is.
+    `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.render.envdir`); Cycles reads it as is.
     `mesh_to_world`: 3 x 3 from the file's axes and units to uhrtex world (an asset's scale and axes); `clip`: near, far."""
     from uhrtex.render.environments import ROUGHNESS
 
@@ -199,7 +199,7 @@ def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolut
     import tempfile
 
     from uhrtex.captures.assets import axes_rotation
-    from uhrtex.captures.envdir import resolve_lighting
+    from uhrtex.render.environments import resolve_lighting
     from uhrtex.captures.framing import fitted_near_far
     from uhrtex.captures.ingest import read_capture_folder
     from uhrtex.captures.render import framed_camera
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             obj, alb, nrm, spc, meta = a.obj, a.albedo, a.normal, a.specular, None
         else:
             p.error("give --seed, or all of --obj --albedo --normal --specular")
-        from uhrtex.captures.envdir import resolve_lighting
+        from uhrtex.render.environments import resolve_lighting
 
         lighting, env_source = resolve_lighting(a.lighting, a.environments)
         render_folder(a.out, obj=obj, albedo=alb, normal=nrm, specular=spc, lighting=lighting, camera=cam,

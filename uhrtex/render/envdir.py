@@ -106,13 +106,3 @@ def load_environments(folder: str | Path) -> dict[str, Path]:
     for p in files.values():
         read_environment(p)
     return files
-
-
-def resolve_lighting(lighting: int | str, folder: str | Path | None = None) -> tuple[str, str | None]:
-    """(lighting id, source file or None): an int picks the i-th of `default_lightings` with DIR's maps added."""
-    from uhrtex.render.environments import default_lightings, parse_lighting
-
-    files = environment_files(folder) if folder else {}
-    name = lighting if isinstance(lighting, str) else default_lightings(int(lighting) + 1, extra=tuple(files))[int(lighting)]
-    source = files.get(parse_lighting(name)[0])
-    return name, None if source is None else str(source)
