@@ -34,16 +34,15 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from uhrtex.maps import CAPTURE
+from uhrtex.render.camera import CV_FROM_GL, Camera, CameraError, look_at  # noqa: F401 - re-exported: captures store cameras
 
 REQUIRED_META = ("subject", "lighting", "camera", "mesh", "renderer", "resolution")
 RENDERERS = ("builtin", "blender", "placeholder")
@@ -53,10 +52,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*(_[A-Za-z0-9.\-]+)*$")
 QUANT_LEVELS = 65535
 
 # OpenGL camera axes (x right, y up, z backwards) -> OpenCV camera axes (x right, y down, z forward).
-CV_FROM_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
-class CaptureError(ValueError):
+class CaptureError(CameraError):
     """A capture that breaks the format; the message is one line naming the capture and the problem."""
 
 
@@ -80,92 +78,6 @@ def split_key(key: str) -> tuple[str, str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- camera
-
-
-@dataclass
-class Camera:
-    """Pinhole camera, OpenCV convention (see module doc). Sizes and intrinsics in pixels."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-    world_to_camera: list[list[float]] = field(default_factory=lambda: [[float(i == j) for j in range(4)] for i in range(4)])
-    id: str = "c00"
-
-    @classmethod
-    def from_fov(cls, fov_y_deg: float, width: int, height: int, world_to_camera=None, id: str = "c00") -> Camera:
-        """Centred principal point, square pixels, vertical field of view in degrees."""
-        f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
-        w2c = torch.eye(4, dtype=torch.float64) if world_to_camera is None else torch.as_tensor(world_to_camera, dtype=torch.float64)
-        return cls(f, f, width / 2, height / 2, int(width), int(height), w2c.tolist(), id)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Camera:
-        try:
-            return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]),
-                       [[float(v) for v in row] for row in d["world_to_camera"]], str(d.get("id", "c00")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CaptureError(f"camera {d!r:.80} is not fx, fy, cx, cy, width, height, world_to_camera (4x4), id: {e}") from e
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "convention": "opencv", "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-                "width": self.width, "height": self.height, "world_to_camera": [list(map(float, r)) for r in self.world_to_camera]}
-
-    def scaled(self, width: int, height: int) -> Camera:
-        """The same camera for an image resized to width x height (e.g. the global view)."""
-        sx, sy = width / self.width, height / self.height
-        return Camera(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height, self.world_to_camera, self.id)
-
-    def intrinsics(self, dtype=torch.float64) -> torch.Tensor:
-        """3 x 3 K."""
-        return torch.tensor([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=dtype)
-
-    def extrinsics(self, dtype=torch.float64) -> torch.Tensor:
-        """4 x 4 world -> camera (OpenCV axes)."""
-        return torch.tensor(self.world_to_camera, dtype=dtype)
-
-    def projection(self, near: float = 0.01, far: float = 100.0, dtype=torch.float64) -> torch.Tensor:
-        """4 x 4 OpenCV camera space -> OpenGL clip space (NDC y up; depth -1 at near, +1 at far)."""
-        w, h = self.width, self.height
-        return torch.tensor([
-            [2 * self.fx / w, 0, 2 * self.cx / w - 1, 0],
-            [0, -2 * self.fy / h, 1 - 2 * self.cy / h, 0],
-            [0, 0, (far + near) / (far - near), -2 * far * near / (far - near)],
-            [0, 0, 1, 0],
-        ], dtype=dtype)  # fmt: skip
-
-    def clip_from_world(self, near: float = 0.01, far: float = 100.0, dtype=torch.float32) -> torch.Tensor:
-        """4 x 4 for `uhrtex.raster`: pos_clip = (M @ [x, y, z, 1]^T)^T. Flip the raster output's rows."""
-        return (self.projection(near, far) @ self.extrinsics()).to(dtype)
-
-    def project(self, points: torch.Tensor) -> torch.Tensor:
-        """N x 3 world points -> N x 3 (u, v, z): pixel coordinates (corner convention) and camera depth."""
-        p = points.to(torch.float64) @ self.extrinsics()[:3, :3].T + self.extrinsics()[:3, 3]
-        z = p[:, 2]
-        return torch.stack([self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy, z], dim=1)
-
-
-def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 1.0, 0.0)) -> torch.Tensor:
-    """4 x 4 world -> camera (OpenCV axes) for a camera at `eye` looking at `target`; `up` is world up."""
-    eye_t, target_t, up_t = (torch.as_tensor(v, dtype=torch.float64) for v in (eye, target, up))
-    z = target_t - eye_t
-    z = z / z.norm()
-    x = torch.linalg.cross(-up_t, z)  # OpenCV: x = y x z with y pointing down
-    if x.norm() < 1e-12:
-        raise ValueError(f"look_at: up {tuple(up)} is parallel to the viewing direction; pick another up vector")
-    x = x / x.norm()
-    y = torch.linalg.cross(z, x)
-    rot = torch.stack([x, y, z])  # rows: camera axes in world coordinates
-    m = torch.eye(4, dtype=torch.float64)
-    m[:3, :3] = rot
-    m[:3, 3] = -rot @ eye_t
-    return m
-
-
-# ---------------------------------------------------------------------------------------------- capture
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

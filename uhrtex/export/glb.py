@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex.render.environments import ROUGHNESS  # the skin roughness the captures are rendered with
-from uhrtex.captures.format import Camera
+from uhrtex.render.camera import Camera
 from uhrtex.captures.render import F0_SCALE
 from uhrtex.unwrap.mesh import Mesh
 

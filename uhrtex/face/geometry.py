@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uhrtex.captures.format import Camera
+from uhrtex.render.camera import Camera
 from uhrtex.face.landmarker import N_LANDMARKS, Face
 from uhrtex.unwrap.mesh import Mesh
 

@@ -1,6 +1,9 @@
-"""Lighting for the capture renderers: real HDRIs where bpy ships them, procedural skies everywhere.
+"""Lighting for the renderers: 20 vendored CC0 HDRIs everywhere, bpy's 8 where bpy is installed, procedural skies.
 
 Lighting ids (valid store-key parts):
+* `ph-<slug>_r<deg>`: one of the 20 CC0 Poly Haven HDRIs vendored in `uhrtex/render/hdri/` (256×128 float16 EXR,
+  licence and sources there, rebuilt by `tools/derive_hdris.py`), rotated by <deg> about the vertical axis. Always
+  available: the default lightings of the captures draw from these (`default_lightings`).
 * `<hdri>_r<deg>`: one of the 8 CC0 Poly Haven HDRIs inside the bpy wheel (`city courtyard forest
   interior night studio sunrise sunset`, 1K EXR), rotated by <deg> about the vertical axis. Found in
   `$UHRTEX_HDRI_DIR`, else `<repo>/.venv-blender/lib/python3.11/site-packages/bpy/5.0/datafiles/
@@ -46,7 +49,10 @@ from uhrtex.render.envdir import env_name, environment_files, read_environment
 HDRI_NAMES = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
 ROUGHNESS = 0.45  # skin, both renderers
 FRONT_IRRADIANCE = 2.4  # target frontal irradiance after exposure (albedo 0.35 -> radiance ~0.27)
-_ID = re.compile(r"^(?P<name>[a-z]+|sky(?P<seed>\d+)|(?P<user>env-[a-z0-9]+(-[a-z0-9]+)*))_r(?P<rot>\d{1,3})$")
+_ID = re.compile(r"^(?P<name>[a-z]+|sky(?P<seed>\d+)|(?P<ph>ph-[a-z0-9]+(-[a-z0-9]+)*)|(?P<user>env-[a-z0-9]+(-[a-z0-9]+)*))"
+                 r"_r(?P<rot>\d{1,3})$")
+VENDORED_DIR = Path(__file__).with_name("hdri")
+VENDORED = tuple(f"ph-{p.stem}" for p in sorted(VENDORED_DIR.glob("*.exr")))
 _BLENDER_REL = Path("lib/python3.11/site-packages/bpy/5.0/datafiles/studiolights/world")
 
 
@@ -72,45 +78,33 @@ def lighting_id(name: str, rotation_deg: int) -> str:
     return f"{name}_r{int(rotation_deg) % 360:03d}"
 
 
-def default_lightings(n: int, seed: int = 0, hdri: bool | None = None, extra=()) -> list[str]:
-    """n distinct ids: the 8 HDRIs (or 8 procedural skies without bpy), then the `extra` names (your own maps,
-    `envdir.py`), then all of them again at further rotations.
+def default_lightings(n: int, seed: int = 0, extra=()) -> list[str]:
+    """A subject's n lightings: environments drawn without repeats from the 20 vendored HDRIs and the `extra` names
+    (your own maps, `envdir.py`), each at a rotation in 15° steps, all seeded by the subject (`seed`).
 
-    The i-th id does not depend on n, so lighting index i means the same environment in every dataset
-    made on machines with the same HDRI availability (and the same `extra`).
-    """
-    use_hdri = hdri_dir() is not None if hdri is None else hdri
-    names = (list(HDRI_NAMES) if use_hdri else [f"sky{k}" for k in range(len(HDRI_NAMES))]) + list(extra)
-    rng = random.Random(seed)
-    jitter = [rng.choice((0, 30, 330)) for _ in range(n)]
-    return [lighting_id(names[i % len(names)], 135 * (i // len(names)) + jitter[i]) for i in range(n)]
+    The i-th id does not depend on n, and needs nothing machine-specific (bpy's HDRIs are used only by name), so a
+    subject's lighting index i means the same environment on every machine."""
+    names = list(VENDORED) + list(extra)
+    rng = random.Random(int(seed) * 104_729 + 7)
+    out, pool = [], []
+    for _ in range(n):
+        if not pool:
+            pool = rng.sample(names, len(names))
+        out.append(lighting_id(pool.pop(), 15 * rng.randrange(24)))
+    return out
 
 
 def parse_lighting(lighting: str) -> tuple[str, int]:
     m = _ID.match(str(lighting))
-    if not m or (m["seed"] is None and m["user"] is None and m["name"] not in HDRI_NAMES):
-        raise LightingError(f"unknown lighting {lighting!r}; use '<hdri>_r<deg>' with hdri in {list(HDRI_NAMES)}, "
-                            "'sky<k>_r<deg>' (procedural) or 'env-<file>_r<deg>' (captures.environments), e.g. 'studio_r090'")
+    if not m or (m["seed"] is None and m["user"] is None and m["name"] not in HDRI_NAMES + VENDORED):
+        raise LightingError(f"unknown lighting {lighting!r}; use 'ph-<slug>_r<deg>' with slug one of uhrtex/render/hdri/ "
+                            f"({', '.join(v[3:] for v in VENDORED[:3])}, ...), '<hdri>_r<deg>' with bpy's hdri in "
+                            f"{list(HDRI_NAMES)}, 'sky<k>_r<deg>' (procedural) or 'env-<file>_r<deg>' (captures.environments), "
+                            "e.g. 'ph-venice-sunset_r090'")
     return m["name"], int(m["rot"])
 
 
 # ------------------------------------------------------------------------------------------ maps
-
-
-def _read_exr_rgb(path: Path) -> torch.Tensor:
-    import numpy as np
-    import OpenEXR
-
-    try:
-        chans = OpenEXR.File(str(path)).channels()
-    except Exception as e:  # noqa: BLE001 - OpenEXR raises plain exceptions
-        raise LightingError(f"{path}: cannot read EXR ({e}); re-install bpy or point UHRTEX_HDRI_DIR elsewhere") from e
-    if "RGB" in chans or "RGBA" in chans:
-        a = (chans.get("RGB") or chans["RGBA"]).pixels[..., :3]
-    else:
-        a = np.stack([chans[c].pixels for c in ("R", "G", "B")], -1)
-    a = np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0, posinf=0.0).clip(0)
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous()  # 3 x H x W, row 0 = top (v = 1)
 
 
 def procedural_sky(seed: int, width: int = 512) -> torch.Tensor:
@@ -271,12 +265,15 @@ def _load_cpu(lighting: str, hdri_path: str | None, source: str | None = None) -
         radiance = read_environment(source)
     elif name.startswith("sky"):
         radiance, source = procedural_sky(int(name[3:])), "procedural"
+    elif name.startswith("ph-"):
+        path = VENDORED_DIR / f"{name[3:]}.exr"
+        radiance, source = read_environment(path), f"uhrtex/render/hdri/{path.name}"
     else:
         if hdri_path is None:
             raise LightingError(f"lighting {lighting!r} needs the bpy studio HDRIs, which are not installed; run "
                                 "`make blender-venv`, set UHRTEX_HDRI_DIR, or use a procedural 'sky<k>_r<deg>'")
         path = Path(hdri_path) / f"{name}.exr"
-        radiance, source = _read_exr_rgb(path), str(path)
+        radiance, source = read_environment(path), str(path)
     sh = _project_sh(radiance, rot)
     basis = _sh_basis(_FRONT / _FRONT.norm(dim=-1, keepdim=True)) * _SH_BAND
     front = (basis @ sh).clamp_min(0) @ torch.tensor([0.2126, 0.7152, 0.0722])
@@ -291,9 +288,10 @@ def load_environment(lighting: str, device="cpu", source: str | None = None) -> 
     return _load_cpu(str(lighting), None if d is None else str(d), str(source) if user and source else None).to(device)
 
 
-def resolve_lighting(lighting: int | str, folder: str | Path | None = None) -> tuple[str, str | None]:
-    """(lighting id, source file or None): an int picks the i-th of `default_lightings` with DIR's maps added."""
+def resolve_lighting(lighting: int | str, folder: str | Path | None = None, subject_seed: int = 0
+                     ) -> tuple[str, str | None]:
+    """(lighting id, source file or None): an int picks the subject's i-th `default_lightings`, DIR's maps added."""
     files = environment_files(folder) if folder else {}
-    name = lighting if isinstance(lighting, str) else default_lightings(int(lighting) + 1, extra=tuple(files))[int(lighting)]
+    name = lighting if isinstance(lighting, str) else default_lightings(int(lighting) + 1, subject_seed, tuple(files))[-1]
     source = files.get(parse_lighting(name)[0])
     return name, None if source is None else str(source)

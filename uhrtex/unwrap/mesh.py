@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uhrtex.captures.format import Camera, CaptureError
-from uhrtex.captures.heads.mesh import MeshError  # one error type for meshes, shared with the captures
+from uhrtex.render.camera import Camera, CameraError
+from uhrtex.render.mesh import MeshError, read_obj  # one error type for meshes, shared with the captures
 
 __all__ = ["Mesh", "MeshError", "load_obj", "load_camera", "check_camera", "Camera"]
 
@@ -44,7 +44,7 @@ class Mesh:
 
     @classmethod
     def from_head(cls, head, name: str = "head") -> Mesh:
-        """A `uhrtex.captures.heads.HeadMesh` (one index buffer for positions and UVs)."""
+        """A `uhrtex.render.mesh.RenderMesh` (one index buffer for positions and UVs)."""
         tri = head.tri.long()
         return cls(head.verts.float(), tri, head.uv.float(), tri, name, head.normals.float(), head.tangents.float())
 
@@ -52,8 +52,6 @@ class Mesh:
 def load_obj(path: str | Path) -> Mesh:
     """Read an OBJ with texture coordinates (the captures' reader: polygons fan-triangulated, one vertex per
     v/vt/vn triple, smooth normals + UV tangents computed). One-line MeshError for anything unusable."""
-    from uhrtex.captures.heads.mesh import read_obj
-
     path = Path(path)
     if path.is_file() and path.suffix.lower() != ".obj":
         raise MeshError(f"{path}: unsupported mesh format '{path.suffix}'; export the head as .obj with UVs")
@@ -83,7 +81,7 @@ def load_camera(path: str | Path) -> Camera:
         d = d["camera"]  # a capture's meta.json works too
     try:
         cam = Camera.from_dict(d if isinstance(d, dict) else {})
-    except CaptureError:
+    except CameraError:
         raise MeshError(f"{path}: camera needs fx, fy, cx, cy, width, height, world_to_camera (4x4, OpenCV axes); "
                         f"see docs/reconstruction.md") from None
     vals = [cam.fx, cam.fy, cam.cx, cam.cy, *sum(cam.world_to_camera, [])]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-from uhrtex.captures.format import Camera
+from uhrtex.render.camera import Camera
 from uhrtex.unwrap.mesh import Mesh, MeshError, check_camera
 from uhrtex.hfdr.patches import Box, sample_global
 from uhrtex.raster import Renderer

@@ -27,7 +27,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from uhrtex.captures.format import Camera
+from uhrtex.render.camera import Camera
 from uhrtex.common.disk_cache import cached, source_digest
 from uhrtex.unwrap.mesh import Mesh
 from uhrtex.raster import Renderer

@@ -1,134 +1,136 @@
-"""A procedural subject: shape, skin and feature parameters drawn from one integer seed, and the
-fixed unified UV layout that every subject shares.
+"""A subject: every random choice for one head, drawn from one integer seed.
 
-Unified UV space. The head is parametrised by azimuth phi (0 = straight ahead, + towards +x) and
-elevation theta (0 near eye level, + up), both in degrees. u and v map to them by fixed warps that
-are linear over the face (|phi| <= 70 deg, -58 <= theta <= 50 deg at |2u-1|, |2v-1| <= 0.8) and
-squeeze the back of the head / scalp / neck into the outer 10 % of each side, so the face takes
-about half of the UV square (u in ~[0.16, 0.84], v in ~[0.12, 0.86]). Same warps for every
-subject: a UV coordinate always means the same facial place (up to the subject's own landmark
-jitter of a few degrees), which is what the hash-encoding ablation relies on.
-
-Units: 1 world unit = 10 cm; the head centre is the origin, y is up, the face looks along +z.
+Shape: ICT-FaceKit identity weights ~ N(0, 1) over its 100 modes (the model's own sampler), a mild expression
+(neutral, smile, open jaw, blink, brow raise, squint, or two of them at low weights) and an eye gaze. Skin: a tone
+from the measured facial colours of the ISSA archive (six ITA° classes, ~Fitzpatrick I-VI; docs/heads_and_rendering.md
+cites the numbers), sex (beard), age (wrinkles, spots, pores), and the features skin has.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-# Warp constants (see module doc): linear slope inside |s| <= S0, quadratic ease to +-180 / +-90 outside.
-S0 = 0.8
-PHI_K = 70.0 / S0  # deg per unit of s = 2u - 1
-PHI_C = (180.0 - PHI_K) / (1 - S0) ** 2
-THETA_MID, THETA_K = -4.0, 67.5  # theta = THETA_MID + THETA_K * t inside |t| <= S0, t = 2v - 1
-THETA_C_UP = (90.0 - (THETA_MID + THETA_K)) / (1 - S0) ** 2
-THETA_C_DN = (90.0 + (THETA_MID - THETA_K)) / (1 - S0) ** 2
-
-# Texture "physical" scale: cm per unit of u and of v over the face (arc length of the linear part).
-CM_PER_U = 2 * PHI_K * math.pi / 180 * 9.5
-CM_PER_V = 2 * THETA_K * math.pi / 180 * 10.0
-
-
-def phi_of_u(u: torch.Tensor) -> torch.Tensor:
-    s = 2 * u - 1
-    return PHI_K * s + PHI_C * torch.sign(s) * (s.abs() - S0).clamp_min(0) ** 2
-
-
-def theta_of_v(v: torch.Tensor) -> torch.Tensor:
-    t = 2 * v - 1
-    return THETA_MID + THETA_K * t + THETA_C_UP * (t - S0).clamp_min(0) ** 2 - THETA_C_DN * (-t - S0).clamp_min(0) ** 2
-
-
-def u_of_phi(phi: float) -> float:
-    """Inverse warp for the linear (face) range only."""
-    assert abs(phi) <= PHI_K * S0 + 1e-9, "u_of_phi is only defined over the face range"
-    return (phi / PHI_K + 1) / 2
-
-
-def v_of_theta(theta: float) -> float:
-    t = (theta - THETA_MID) / THETA_K
-    assert abs(t) <= S0 + 1e-9, "v_of_theta is only defined over the face range"
-    return (t + 1) / 2
+# Median facial colour (linear sRGB, D65, specular included) of the ISSA archive's ITA° classes, very light ..
+# dark (computed from its 7,553 facial readings, docs/heads_and_rendering.md), and the per-class 10-90 % spread of
+# R. The diffuse albedo is this minus ~0.03 of surface reflection (SPECULAR_INCLUDED).
+ISSA_TONES = ((0.524, 0.345, 0.284), (0.492, 0.302, 0.229), (0.446, 0.258, 0.184), (0.387, 0.214, 0.143),
+              (0.293, 0.156, 0.098), (0.150, 0.081, 0.056))
+ISSA_R_SPREAD = (0.03, 0.04, 0.04, 0.04, 0.06, 0.045)
+SPECULAR_INCLUDED = 0.03
+# Hair colours (linear sRGB): black, dark brown, brown, light brown, blond, auburn/red, grey
+HAIR = ((0.012, 0.010, 0.009), (0.035, 0.022, 0.014), (0.09, 0.055, 0.03), (0.2, 0.13, 0.07), (0.42, 0.32, 0.17),
+        (0.25, 0.08, 0.03), (0.32, 0.31, 0.30))
+# Iris colours (linear sRGB): dark brown, brown, hazel, green, blue, grey
+IRIS = ((0.03, 0.015, 0.008), (0.08, 0.04, 0.015), (0.12, 0.09, 0.03), (0.07, 0.12, 0.05), (0.06, 0.12, 0.25),
+        (0.16, 0.18, 0.2))
+# Mild expressions: (ICT blendshapes, weight range), one or two per subject
+EXPRESSIONS = {
+    "neutral": (),
+    "smile": (("mouthSmile_L", "mouthSmile_R"), (0.2, 0.7)),
+    "smile_cheeks": (("mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R"), (0.15, 0.5)),
+    "jaw_open": (("jawOpen",), (0.08, 0.35)),
+    "blink": (("eyeBlink_L", "eyeBlink_R"), (0.1, 0.5)),
+    "brow_raise": (("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R"), (0.2, 0.6)),
+    "squint": (("eyeSquint_L", "eyeSquint_R"), (0.2, 0.5)),
+    "frown": (("browDown_L", "browDown_R"), (0.15, 0.45)),
+}
 
 
 @dataclass(frozen=True)
 class Subject:
-    """Every random choice for one procedural head. Build with `Subject.from_seed(seed)`."""
+    """Build with `Subject.from_seed(seed)`."""
 
     seed: int
-    # head shape (world units = 10 cm)
-    half_width: float
-    half_height: float
-    half_depth: float
-    squareness: float  # horizontal superellipse exponent (2 = ellipse; larger = flatter face and sides)
-    jaw_width: float  # lower-face width factor
-    # landmarks (degrees of phi / theta)
-    eye_theta: float
-    eye_phi: float
-    brow_theta: float
-    nose_tip_theta: float
-    mouth_theta: float
-    mouth_half_width: float
-    chin_theta: float
-    hairline_theta: float
-    # feature strengths
-    nose_size: float
-    nose_width: float
-    brow_ridge: float
-    cheekbones: float
-    lip_fullness: float
-    chin_size: float
-    # skin
-    melanin: float  # ~0.03 (very light) .. ~0.6 (very dark)
-    haemoglobin: float
-    freckles: float  # 0 .. 1 density
-    moles: tuple[tuple[float, float, float], ...]  # (phi, theta, radius deg)
-    cheek_redness: float
+    identity: tuple[float, ...]  # 100 ICT identity weights
+    expression: tuple[tuple[str, float], ...]  # ICT expression blendshape weights
+    gaze_deg: tuple[float, float]  # eyeball rotation: yaw (+ towards the subject's left), pitch (+ up)
+    tone_class: int  # 0..5: ISSA ITA° class (very light .. dark), ~Fitzpatrick I..VI
+    tone: tuple[float, float, float]  # diffuse albedo of the cheek, linear sRGB
+    male: bool
+    age: float  # years
+    beard: float  # stubble density 0 (none / shaved clean) .. 1 (a few days' growth)
+    hairline_cm: float  # height of the hairline above the brows (large: bald forehead)
+    hair_amount: float  # 0 bald scalp .. 1 full (short) hair
+    hair: tuple[float, float, float]
+    brow_density: float
+    iris: tuple[float, float, float]
+    iris_radius: float  # in the sclera tile's UV (see eyes.py)
+    pupil_radius: float
+    freckles: float  # 0..1 density
+    moles: tuple[tuple[float, float, float], ...]  # (u, v, radius cm) on the face tile
+    redness: float  # cheeks, nose, ears
     under_eye: float
-    age: float  # 0 .. 1: wrinkle depth
-    pore_size: float  # relative
-    oiliness: float  # specular boost on the T-zone
-    # hair, eyes, lips
-    hair_colour: tuple[float, float, float]  # linear RGB
-    hair_amount: float  # 0 = bald scalp .. 1 = full hair
-    beard: float  # 0 .. 1 stubble
-    iris_colour: tuple[float, float, float]
     lip_tint: float
-    extra: dict = field(default_factory=dict, compare=False)
+    oiliness: float  # T-zone sebum (specular)
+    f0: float  # specular reflectance at normal incidence
+    pore_scale: float
 
     @classmethod
     def from_seed(cls, seed: int) -> Subject:
-        r = random.Random(int(seed) * 1_000_003 + 17)
-        U = r.uniform
-        eye_theta = U(2.5, 6.0)
-        # skin tone spans Fitzpatrick-like I..VI: melanin drawn on a log scale
-        melanin = math.exp(U(math.log(0.03), math.log(0.6)))
-        n_moles = r.randint(0, 7)
-        moles = tuple((U(-55, 55), U(-50, 35), U(0.25, 0.7)) for _ in range(n_moles))
-        hair_palette = [(0.02, 0.015, 0.012), (0.06, 0.035, 0.02), (0.18, 0.1, 0.05), (0.45, 0.32, 0.16),
-                        (0.3, 0.09, 0.03), (0.35, 0.33, 0.31)]
-        iris_palette = [(0.06, 0.03, 0.015), (0.12, 0.07, 0.03), (0.08, 0.15, 0.25), (0.1, 0.14, 0.07), (0.15, 0.11, 0.05)]
-        hc = r.choice(hair_palette)
+        r = random.Random(int(seed) * 1_000_003 + 29)
+        gen = torch.Generator().manual_seed(int(seed) * 7 + 1)
+        identity = tuple(float(w) for w in torch.randn(100, generator=gen))
+        expression = []
+        kinds = r.choices(list(EXPRESSIONS), weights=(4, 2, 1, 1.5, 1, 1, 1, 0.7), k=r.choice((1, 1, 2)))
+        for kind in dict.fromkeys(kinds):
+            if EXPRESSIONS[kind]:
+                names, (lo, hi) = EXPRESSIONS[kind]
+                w = r.uniform(lo, hi)
+                expression += [(n, w * r.uniform(0.85, 1.0)) for n in names]
+        tone_class = r.randrange(6)
+        base = ISSA_TONES[tone_class]
+        k = 1 + r.gauss(0, 0.5) * ISSA_R_SPREAD[tone_class] / base[0]
+        chroma = (1.0, 1 + r.gauss(0, 0.03), 1 + r.gauss(0, 0.05))
+        male = r.random() < 0.5
+        sex = r.uniform(0.86, 0.93) if male else 1.0  # men's faces are 3-7 L* darker (ISSA medians)
+        tone = tuple(max(0.01, c * k * h * sex - SPECULAR_INCLUDED) for c, h in zip(base, chroma))
+        age = r.uniform(18, 75)
+        dark = tone_class >= 4
+        hair = r.choices(HAIR, weights=(5, 4, 1, 0.3, 0.1, 0.1, 0.5) if dark else (2, 3, 3, 2, 1.5, 0.8, 1))[0]
+        if age > 55 and r.random() < 0.6:
+            hair = HAIR[-1]
+        iris = r.choices(IRIS, weights=(6, 3, 1, 0.2, 0.2, 0.2) if dark else (1.5, 2, 1.5, 1, 2, 1))[0]
+        bald = male and age > 30 and r.random() < 0.3
+        moles = tuple((r.uniform(0.2, 0.8), r.uniform(0.3, 0.92), r.uniform(0.05, 0.22))
+                      for _ in range(min(8, int(r.expovariate(1 / 2.5)))))
         return cls(
-            seed=int(seed),
-            half_width=U(0.71, 0.8), half_height=U(1.08, 1.2), half_depth=U(0.93, 1.02),
-            squareness=U(2.2, 2.8), jaw_width=U(0.72, 0.9),
-            eye_theta=eye_theta, eye_phi=U(16.5, 19.5), brow_theta=eye_theta + U(8.0, 10.5),
-            nose_tip_theta=U(-15.0, -11.5), mouth_theta=U(-30.0, -26.5), mouth_half_width=U(10.5, 13.5),
-            chin_theta=U(-48.0, -43.0), hairline_theta=U(32.0, 44.0),
-            nose_size=U(0.8, 1.25), nose_width=U(0.85, 1.2), brow_ridge=U(0.6, 1.3), cheekbones=U(0.6, 1.4),
-            lip_fullness=U(0.7, 1.3), chin_size=U(0.6, 1.4),
-            melanin=melanin, haemoglobin=U(0.035, 0.08), freckles=r.random() ** 2 * (1.0 if melanin < 0.15 else 0.3),
-            moles=moles, cheek_redness=U(0.2, 1.0), under_eye=U(0.2, 1.0), age=U(0.0, 1.0),
-            pore_size=U(0.8, 1.3), oiliness=U(0.3, 1.0),
-            hair_colour=hc, hair_amount=r.choice([0.0, 0.6, 1.0, 1.0, 1.0]), beard=r.choice([0.0, 0.0, 0.3, 0.7]),
-            iris_colour=r.choice(iris_palette), lip_tint=U(0.7, 1.3),
+            seed=int(seed), identity=identity, expression=tuple(expression),
+            gaze_deg=(r.gauss(0, 7), r.gauss(0, 4)), tone_class=tone_class, tone=tone, male=male, age=age,
+            beard=(r.choice((0.0, 0.15, 0.35, 0.6, 0.9)) if male else 0.0),
+            hairline_cm=(r.uniform(7.0, 11.0) if bald else r.uniform(4.2, 6.0) + (0.8 if male else 0.0) * r.random()),
+            hair_amount=(r.uniform(0.0, 0.4) if bald else r.uniform(0.75, 1.0)), hair=hair,
+            brow_density=r.uniform(0.55, 1.0), iris=iris, iris_radius=r.uniform(0.105, 0.12),
+            pupil_radius=r.uniform(0.032, 0.05),
+            freckles=(r.random() ** 2 if tone_class <= 1 and r.random() < 0.5 else 0.0), moles=moles,
+            redness=r.uniform(0.1, 1.0) * (0.5 if dark else 1.0), under_eye=r.uniform(0.2, 1.0),
+            lip_tint=r.uniform(0.75, 1.25), oiliness=r.uniform(0.2, 1.0), f0=r.uniform(0.025, 0.045),
+            pore_scale=r.uniform(0.8, 1.25) * (1 + 0.3 * max(0.0, age - 40) / 35),
         )  # fmt: skip
 
     @property
     def id(self) -> str:
         return f"head{self.seed:04d}"
+
+    def weights(self) -> dict:
+        """What capture meta records of the shape (`"head_model": "ict-facekit"`)."""
+        return {"identity": [round(w, 5) for w in self.identity], "expression": {n: round(w, 4) for n, w in self.expression},
+                "gaze_deg": [round(g, 3) for g in self.gaze_deg]}
+
+
+def expression_weights(s: Subject) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, w in s.expression:
+        out[name] = max(out.get(name, 0.0), w)
+    return out
+
+
+def yaw_pitch_matrix(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
+    """3×3 rotation: pitch about x, then yaw about y (y up, +z forward)."""
+    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
+    ry = torch.tensor([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = torch.tensor([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    return ry @ rx

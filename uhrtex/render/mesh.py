@@ -1,0 +1,166 @@
+"""The rasterizer's mesh: one index buffer for positions and UVs (a vertex per position/UV pair), smooth normals
+welded across UV seams, UV tangent frames, and an optional material id per triangle. Shared by the capture
+renderer, the preview renderer and the .glb export; `read_obj` / `write_obj` are its Wavefront OBJ I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+
+class MeshError(ValueError):
+    """A mesh that cannot be used (one line: the file and the problem)."""
+
+
+@dataclass
+class RenderMesh:
+    """Triangle mesh with per-vertex UVs, float32 / int32 tensors on one device."""
+
+    verts: torch.Tensor  # V×3 world units
+    uv: torch.Tensor  # V×2, v up
+    tri: torch.Tensor  # T×3 int32, counter-clockwise seen from outside
+    normals: torch.Tensor  # V×3 unit, smooth
+    tangents: torch.Tensor  # V×4: unit dP/du direction + handedness (+1: bitangent = n × t is +v)
+    material: torch.Tensor | None = None  # T int64 index into `materials`, or None: one material
+    materials: tuple[str, ...] = ()
+    source_vertex: torch.Tensor | None = field(default=None, repr=False)  # V int64: the model vertex each came from
+
+    def to(self, device) -> RenderMesh:
+        move = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return replace(self, verts=self.verts.to(device), uv=self.uv.to(device), tri=self.tri.to(device),
+                       normals=self.normals.to(device), tangents=self.tangents.to(device), material=move(self.material),
+                       source_vertex=move(self.source_vertex))
+
+
+def vertex_normals(verts: torch.Tensor, tri: torch.Tensor, weld: torch.Tensor | None = None) -> torch.Tensor:
+    """Area-weighted smooth normals V×3. `weld` (V int64): vertices with the same id share one normal (a UV seam or
+    a duplicated position does not show in the shading)."""
+    t = tri.long()
+    p0, p1, p2 = verts[t[:, 0]], verts[t[:, 1]], verts[t[:, 2]]
+    fn = torch.linalg.cross(p1 - p0, p2 - p0)
+    ids = torch.arange(verts.shape[0], device=verts.device) if weld is None else weld
+    acc = torch.zeros(int(ids.max()) + 1, 3, dtype=verts.dtype, device=verts.device)
+    for k in range(3):
+        acc.index_add_(0, ids[t[:, k]], fn)
+    n = acc[ids]
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def position_weld(verts: torch.Tensor, decimals: int = 5) -> torch.Tensor:
+    """V int64 ids, equal for vertices at the same position (to `decimals` in the mesh's units)."""
+    return torch.unique(torch.round(verts.double() * 10**decimals), dim=0, return_inverse=True)[1]
+
+
+def uv_tangents(verts, uv, tri, normals) -> torch.Tensor:
+    """Per-vertex tangent frames from UV gradients (Lengyel's method) for arbitrary meshes: V×4."""
+    t = tri.long()
+    p0, p1, p2 = verts[t[:, 0]], verts[t[:, 1]], verts[t[:, 2]]
+    w0, w1, w2 = uv[t[:, 0]], uv[t[:, 1]], uv[t[:, 2]]
+    e1, e2, d1, d2 = p1 - p0, p2 - p0, w1 - w0, w2 - w0
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = torch.where(det.abs() > 1e-20, 1 / det, torch.zeros_like(det))[:, None]
+    sdir = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    tdir = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tan, bit = torch.zeros_like(verts), torch.zeros_like(verts)
+    for k in range(3):
+        tan.index_add_(0, t[:, k], sdir)
+        bit.index_add_(0, t[:, k], tdir)
+    tan = tan - (tan * normals).sum(-1, keepdim=True) * normals
+    tan = tan / tan.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    sign = torch.where((torch.linalg.cross(normals, tan) * bit).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    return torch.cat([tan, sign], -1)
+
+
+def split_by_uv(faces: torch.Tensor, faces_uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(position index, uv index) pairs of the corners -> (pair per render vertex: V×2, triangles T×3 into them)."""
+    pairs = torch.stack([faces.reshape(-1), faces_uv.reshape(-1)], 1)
+    uniq, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    return uniq[:, 0], uniq[:, 1], inverse.view(-1, 3)
+
+
+def build(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, faces_uv: torch.Tensor,
+          material: torch.Tensor | None = None, materials: tuple[str, ...] = (), weld: torch.Tensor | None = None
+          ) -> RenderMesh:
+    """A RenderMesh from separately indexed positions (P×3) and UVs (U×2). Normals are smooth over `weld` (P int64
+    ids of the positions that are one surface point; default: the faces' own position indices)."""
+    pos_idx, uv_idx, tri = split_by_uv(faces.long(), faces_uv.long())
+    n = vertex_normals(verts.double(), faces, weld).float()[pos_idx]
+    v, w = verts[pos_idx].float(), uv[uv_idx].float()
+    return RenderMesh(v, w, tri.int(), n, uv_tangents(v, w, tri, n), material, materials, pos_idx)
+
+
+# ------------------------------------------------------------------------------------------ OBJ I/O
+
+
+def write_obj(mesh: RenderMesh, path: str | Path, mtl_name: str | None = None) -> Path:
+    """Wavefront OBJ with v / vt / vn and faces `a/a/a` (positions, UVs, normals share indices); written atomically."""
+    import numpy as np
+
+    path = Path(path)
+    head = f"# uhrtex head: {mesh.verts.shape[0]} vertices, {mesh.tri.shape[0]} triangles\n"
+    if mtl_name:
+        head += f"mtllib {mtl_name}.mtl\nusemtl {mtl_name}\n"
+    v = np.asarray(mesh.verts.detach().cpu().double())
+    vt = np.asarray(mesh.uv.detach().cpu().double())
+    vn = np.asarray(mesh.normals.detach().cpu().double())
+    f = np.asarray(mesh.tri.detach().cpu().long()) + 1
+    parts = [head,
+             "".join(f"v {a:.6f} {b:.6f} {c:.6f}\n" for a, b, c in v),
+             "".join(f"vt {a:.7f} {b:.7f}\n" for a, b in vt),
+             "".join(f"vn {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in vn),
+             "s 1\n",
+             "".join(f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}\n" for a, b, c in f)]  # fmt: skip
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(parts))
+    tmp.replace(path)
+    return path
+
+
+def read_obj(path: str | Path) -> RenderMesh:
+    """Read a triangulated-or-polygonal OBJ with UVs (one vertex per v/vt pair). Raises MeshError (one line) when
+    the file is missing, has no faces, or has no texture coordinates."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeshError(f"{path}: mesh file does not exist; check the path")
+    vs, vts, vns, corners = [], [], [], []
+    for ln, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        tag, _, rest = line.strip().partition(" ")
+        if tag == "v":
+            vs.append([float(x) for x in rest.split()[:3]])
+        elif tag == "vt":
+            vts.append([float(x) for x in rest.split()[:2]])
+        elif tag == "vn":
+            vns.append([float(x) for x in rest.split()[:3]])
+        elif tag == "f":
+            poly = []
+            for tok in rest.split():
+                parts = (tok.split("/") + ["", ""])[:3]
+                if not parts[1]:
+                    raise MeshError(f"{path}: face on line {ln} has no texture coordinate (vt) index; "
+                                    "the mesh needs a UV layout (unwrap it, e.g. in Blender, and re-export with UVs)")
+                poly.append(tuple(int(p) if p else 0 for p in parts))
+            corners += [(poly[0], poly[k], poly[k + 1]) for k in range(1, len(poly) - 1)]  # fan-triangulate
+    if not corners:
+        raise MeshError(f"{path}: no faces found; export the mesh as a triangle/polygon OBJ")
+    if not vts:
+        raise MeshError(f"{path}: mesh has no UVs (no 'vt' lines); unwrap it and re-export with texture coordinates")
+    flat = [c for tri in corners for c in tri]
+
+    def fix(i, n):  # OBJ indices are 1-based; negative counts from the end
+        return i - 1 if i > 0 else n + i
+
+    keys = {}
+    index = [keys.setdefault((fix(p, len(vs)), fix(t, len(vts)), fix(nn, len(vns)) if nn else -1), len(keys)) for p, t, nn in flat]
+    uniq = torch.tensor(list(keys), dtype=torch.long)
+    verts = torch.tensor(vs, dtype=torch.float32)[uniq[:, 0]]
+    uv = torch.tensor(vts, dtype=torch.float32)[uniq[:, 1]]
+    tri = torch.tensor(index, dtype=torch.int32).view(-1, 3)
+    if vns and bool((uniq[:, 2] >= 0).all()):  # the file's own normals
+        normals = torch.tensor(vns, dtype=torch.float32)[uniq[:, 2]]
+        normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    else:  # smooth normals, welded by position (UV seams split vertices, not the surface)
+        normals = vertex_normals(verts.double(), tri, position_weld(verts)).float()
+    return RenderMesh(verts, uv, tri, normals, uv_tangents(verts, uv, tri, normals))
