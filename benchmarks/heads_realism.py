@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uhrtex.captures.render import render_capture  # noqa: E402
 from uhrtex.face.geometry import landmark_uv  # noqa: E402
 from uhrtex.face.landmarker import N_LANDMARKS, landmarks  # noqa: E402
-from uhrtex.face.make_landmark_uv import sample  # noqa: E402
+from uhrtex.captures.landmark_table import sample  # noqa: E402
 
 MAX_YAW = 30.0
 

@@ -43,11 +43,12 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> float:
 
 
 def evaluate(store: CaptureStore, key: str, rec, res: int) -> dict[str, float]:
-    from uhrtex.captures.heads.textures import make_textures
+    from uhrtex.captures.heads import Subject
+    from uhrtex.captures.heads.skin import face_textures
 
     cap = store.read(key, names=("image", "albedo", "uv", "mask"))
     h, w = cap["image"].shape[-2:]
-    gt_tex = make_textures(int(store.meta(key)["mesh"]["seed"]), res)["albedo"]
+    gt_tex = face_textures(Subject.from_seed(int(store.meta(key)["mesh"]["seed"])), res)["albedo"]
     region = face_region(res)[0] > 0.5
     opts = UnwrapOptions(resolution=res, fill=False)
     out: dict[str, float] = {}

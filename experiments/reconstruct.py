@@ -42,7 +42,8 @@ from uhrtex.viz.report import report_image
 from uhrtex.unwrap.methods import METHODS, UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
 
 USER_ERRORS = (InputError, uio.ImageError, MeshError, CheckpointError, FaceNotFoundError, FaceModelsMissing)
-TEMPLATE_HEAD_SCALE = 0.1  # procedural heads: 1 unit = 10 cm -> metres in the .glb
+TEMPLATE_HEAD_SCALE = 0.1  # the template head: 1 unit = 10 cm -> metres in the .glb
+PREVIEW_LIGHTINGS = ("ph-studio-small-03_r000", "ph-venice-sunset_r030")  # an indoor and an outdoor environment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,19 +275,15 @@ def run(args: argparse.Namespace, image: torch.Tensor | None = None) -> dict:
                 glb_mesh, scale = mesh, 1.0
             else:
                 glb_mesh, scale = template_head or head_template(16)[0], TEMPLATE_HEAD_SCALE
-            from uhrtex.export.glb import glb_bytes, render_preview
+            from uhrtex.export.glb import glb_bytes
+            from uhrtex.export.preview import render_preview
 
             t0 = time.perf_counter()
             w.bytes("head.glb", glb_bytes(glb_mesh, res.textures, scale))
-            view = camera
-            if glb_mesh is not mesh:
-                from uhrtex.captures.render import make_camera
-
-                view, _ = make_camera(0, args.preview_size, jitter=False)  # frontal view of the template head
-            from uhrtex.render.environments import default_lightings
-
-            lightings = default_lightings(2)
-            preview = render_preview(glb_mesh, res.textures, view, lightings, args.preview_size)
+            lightings = list(PREVIEW_LIGHTINGS)
+            user_mesh = glb_mesh is mesh
+            preview = render_preview(res.textures, lightings, args.preview_size, mesh if user_mesh else None,
+                                     camera if user_mesh else None)
             w.png("preview.png", preview, 8)
             timings["export"] = time.perf_counter() - t0
             unwrap_info = {"method": method, "geometry": geometry_name, "uv_size": uv_size,

@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from uhrtex.captures.heads import MeshError
+from uhrtex.render.mesh import MeshError
 from uhrtex.common.io import srgb_to_linear
 
 # slow: the fixture may build .venv-blender (a ~400 MB bpy download) and each Cycles render takes tens of seconds.
@@ -139,7 +139,7 @@ def test_converted_glb_asset_renders_like_the_obj_asset(blender, tmp_path):
     from uhrtex.captures.assets import load_assets
     from uhrtex.captures.blender import render_capture as blender_render
     from uhrtex.captures.heads.export import export_asset
-    from uhrtex.captures.heads.mesh import read_obj
+    from uhrtex.render.mesh import read_obj
     from uhrtex.captures.render import render_capture
     from uhrtex.common.io import read_image, write_png
 

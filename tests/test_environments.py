@@ -16,15 +16,15 @@ import torch
 from omegaconf import open_dict
 
 from uhrtex.render.envdir import env_name, environment_files
-from uhrtex.render.environments import resolve_lighting
-from uhrtex.render.environments import default_lightings, parse_lighting
+from uhrtex.render.environments import VENDORED, resolve_lighting
+from uhrtex.render.environments import parse_lighting
 from uhrtex.captures.format import check_id
 from uhrtex.captures.render import render_capture, reshade
 from uhrtex.captures.store import CaptureStore
 from uhrtex.common.io import write_exr, write_png
 
 pytestmark = pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")
-GRID, RES = (49, 41), 64
+RES = 64
 
 
 def _side_light(H: int = 16) -> torch.Tensor:
@@ -57,17 +57,17 @@ def test_ids_from_file_names(env_dir):
         check_id("lighting", f"{name}_r090")
         assert parse_lighting(f"{name}_r090") == (name, 90)
     assert env_name("Studio Small_02.EXR") == "env-studio-small-02"
-    # Index i: the 8 built-in names, then your maps, then all again at further rotations.
-    builtin = default_lightings(8)
-    ids = [resolve_lighting(i, env_dir)[0] for i in range(11)]
-    assert ids[:8] == builtin and {ids[8].split("_r")[0], ids[9].split("_r")[0]} == set(files)
-    assert parse_lighting(ids[10])[0] == parse_lighting(builtin[0])[0] and ids[10] != builtin[0]
-    assert resolve_lighting(ids[8], env_dir)[1] == str(files[ids[8].split("_r")[0]])
+    # A subject's lightings draw every environment once (the vendored HDRIs and your maps), then start again.
+    n = len(VENDORED) + len(files)
+    ids = [resolve_lighting(i, env_dir, subject_seed=4)[0] for i in range(n + 1)]
+    assert {i.split("_r")[0] for i in ids[:n]} == set(VENDORED) | set(files)
+    user = next(i for i in ids if i.startswith("env-"))
+    assert resolve_lighting(user, env_dir)[1] == str(files[user.split("_r")[0]])
 
 
 def test_side_light_and_rotation_render_and_reshade(env_dir, one_torch_thread):
     """A light at world +x brightens the head's +x side (image right); rotated 180 degrees, the left side."""
-    caps = {r: render_capture(3, f"env-side-light_r{r:03d}", 0, RES, texture_resolution=64, grid=GRID, camera_jitter=False,
+    caps = {r: render_capture(3, f"env-side-light_r{r:03d}", 0, RES, texture_resolution=64, camera_jitter=False,
                               environments=env_dir) for r in (0, 180)}
     for r, cap in caps.items():
         m = cap.maps["mask"][0] > 0
@@ -76,7 +76,7 @@ def test_side_light_and_rotation_render_and_reshade(env_dir, one_torch_thread):
         assert (right > 1.5 * left) if r == 0 else (left > 1.5 * right), (r, float(right), float(left))
         assert cap.meta["environment"]["source"] == str((env_dir / "Side Light.exr").absolute())
         assert (reshade(cap) - cap.maps["image"]).abs().max() < 1e-5  # meta's source file suffices
-    hdr = render_capture(3, "env-overcast-02_r000", 0, RES, texture_resolution=64, grid=GRID, environments=env_dir)
+    hdr = render_capture(3, "env-overcast-02_r000", 0, RES, texture_resolution=64, environments=env_dir)
     assert hdr.meta["environment"]["source"].endswith("overcast_02.hdr") and hdr.maps["image"].std() > 0
 
 
@@ -94,7 +94,8 @@ def test_blender_job_gets_the_user_file(env_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "run_scene", fake_run_scene)
     with pytest.raises(launch.BlenderError, match="stop here"):
         launch.render_capture(0, 8, 0, 32, texture_resolution=32, workdir=tmp_path / "work", environments=env_dir)
-    name, source = resolve_lighting(8, env_dir)
+    name, source = resolve_lighting(8, env_dir, 0)
+    source = source or load_environment(name).source  # a vendored HDRI: its file
     env = load_environment(name, source=source)
     assert jobs[0]["environment"] == {"image": source, "rotation_deg": env.rotation_deg, "strength": env.exposure}
 
@@ -109,18 +110,20 @@ def captures_cfg(tmp_path_factory):
 
 
 def test_make_captures_renders_a_user_lighting(env_dir, tmp_path, captures_cfg, one_torch_thread):
-    """9 lightings, shard 8/9: only lighting index 8, the first of your maps (after the 8 built-in ones)."""
+    """Subject 0's first lighting index that picks one of your maps, alone (a shard of k + 1 lightings)."""
     from experiments.make_captures import make_captures
 
+    k = next(i for i in range(40) if resolve_lighting(i, env_dir, 0)[0].startswith("env-"))
     store = tmp_path / "store"
     with open_dict(captures_cfg):
-        captures_cfg.captures.update(environments=str(env_dir), store=str(store), lightings=9, shard="8/9")
+        captures_cfg.captures.update(environments=str(env_dir), store=str(store), lightings=k + 1, shard=f"{k}/{k + 1}")
     metrics = make_captures(captures_cfg)
     s = CaptureStore(store)
-    assert metrics["captures/written"] == 1 and s.keys() == ["s0000__l08__c00"]
-    meta = s.meta("s0000__l08__c00")
-    assert meta["renderer_ids"]["lighting"] == resolve_lighting(8, env_dir)[0]
-    assert meta["environment"]["source"] == resolve_lighting(8, env_dir)[1]
+    key = f"s0000__l{k:02d}__c00"
+    assert metrics["captures/written"] == 1 and s.keys() == [key]
+    meta = s.meta(key)
+    assert meta["renderer_ids"]["lighting"] == resolve_lighting(k, env_dir, 0)[0]
+    assert meta["environment"]["source"] == resolve_lighting(k, env_dir, 0)[1]
 
 
 def _non_finite(d: Path, value: float) -> None:

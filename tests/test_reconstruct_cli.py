@@ -25,7 +25,7 @@ def scene(tmp_path_factory):
     cap = render_capture(5, "sky1_r000", 1, 256, texture_resolution=64)
     uio.write_png(d / "portrait.png", cap.maps["image"])
     (d / "cam.json").write_text(json.dumps(cap.meta["camera"]))
-    paths = export_asset(5, 64, d / "asset")
+    paths = export_asset(5, 64, d / "asset", face_only=True)  # the face tile: the mesh of the unified layout
     return {"dir": d, "portrait": d / "portrait.png", "camera": d / "cam.json", "mesh": paths["obj"], "capture": cap}
 
 
@@ -214,12 +214,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(scene, recon_ckpts, tmp_path, 
 
 
 def test_crash_mid_write_leaves_no_partial_output(scene, recon_ckpts, tmp_path, monkeypatch, capsys):
-    import uhrtex.export.glb
+    import uhrtex.export.preview
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash while rendering the preview")
 
-    monkeypatch.setattr(uhrtex.export.glb, "render_preview", boom)
+    monkeypatch.setattr(uhrtex.export.preview, "render_preview", boom)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
         main([str(scene["portrait"]), "--ckpt", str(recon_ckpts), "--out", str(out), *FAST])

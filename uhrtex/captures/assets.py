@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,9 @@ import torch
 from uhrtex.captures.format import CaptureError, check_id
 from uhrtex.captures.gltf_mesh import SUFFIXES as GLTF_SUFFIXES
 from uhrtex.captures.gltf_mesh import read_gltf
-from uhrtex.captures.heads.mesh import HeadMesh, read_obj
-from uhrtex.captures.heads.textures import MAP_CHANNELS, stacked_raster
+from uhrtex.captures.heads import to_raster
+from uhrtex.captures.heads.skin import MAP_CHANNELS
+from uhrtex.render.mesh import RenderMesh, read_obj
 from uhrtex.common.io import SUFFIXES, linear_to_srgb, read_image
 
 DEFAULTS = {"uv_layout": None, "subject": None, "scale": 1.0, "up": "+y", "forward": "+z",
@@ -47,7 +48,7 @@ UV_DECIMALS = 4  # the UV fingerprint rounds coordinates to 1e-4
 MESH_SUFFIXES = (".obj", *GLTF_SUFFIXES)
 
 
-def read_mesh(path: Path) -> HeadMesh:
+def read_mesh(path: Path) -> RenderMesh:
     """An OBJ (`read_obj`) or glTF/GLB (`gltf_mesh.read_gltf`) with UVs."""
     return read_gltf(path) if path.suffix.lower() in GLTF_SUFFIXES else read_obj(path)
 
@@ -57,8 +58,10 @@ def _fail(name: str, problem: str, fix: str) -> ValueError:
 
 
 def uv_fingerprint(uv: torch.Tensor, tri: torch.Tensor) -> str:
-    """Hash of the UV triangles (coordinates rounded to 1e-4, as a sorted set: vertex order does not matter)."""
-    q = np.round(uv.double().numpy() * 10**UV_DECIMALS).astype(np.int64)
+    """Hash of the UV triangles (coordinates rounded to 1e-4, as a sorted set: vertex order does not matter). The
+    rounding boundary sits at .4963 of a step, not .5: UVs stored with 5-6 decimals (ICT's) put many values exactly
+    on a half step, where float32 noise of a round trip (glTF's v flip) would pick either side."""
+    q = np.floor(uv.double().numpy() * 10**UV_DECIMALS + 0.5037).astype(np.int64)
     corners = q[tri.long().numpy()].reshape(len(tri), 6)
     corners = corners[np.lexsort(corners.T[::-1])]
     return hashlib.sha256(corners.tobytes()).hexdigest()[:16]
@@ -100,12 +103,12 @@ class Asset:
                 **{k: self.settings[k] for k in ("scale", "up", "forward", "normal_convention", "specular_kind")},
                 "units": "1 = 10 cm, y up, face towards +z (after scale and axes)"}
 
-    def mesh(self) -> HeadMesh:
+    def mesh(self) -> RenderMesh:
         """The mesh in uhrtex world units and axes (scale, then the up/forward rotation)."""
         m = read_mesh(self.obj)
         rot, s = axes_rotation(self.settings["up"], self.settings["forward"]), float(self.settings["scale"])
         tangents = torch.cat([m.tangents[:, :3] @ rot.T, m.tangents[:, 3:]], 1)
-        return HeadMesh((m.verts * s) @ rot.T, m.uv, m.tri, m.normals @ rot.T, tangents)
+        return RenderMesh((m.verts * s) @ rot.T, m.uv, m.tri, m.normals @ rot.T, tangents)
 
     def textures(self) -> dict[str, torch.Tensor]:
         """{albedo, micronormal, specular}: C x R x R in the capture conventions (sRGB, OpenGL (n+1)/2, specular)."""
@@ -127,10 +130,11 @@ _LAST_HEAD: dict = {}
 
 @dataclass
 class AssetHead:
-    """What `uhrtex.captures.render` needs from a head: mesh, raster_texture, texture_resolution, meta()."""
+    """What `uhrtex.captures.render` needs from a head: mesh, material_textures, tile_offsets, gt_materials,
+    texture_resolution, meta(). A scan is one material whose UV layout is its own; all of it is ground truth."""
 
     asset: Asset
-    mesh: HeadMesh
+    mesh: RenderMesh
     textures: dict[str, torch.Tensor]
 
     @property
@@ -142,8 +146,11 @@ class AssetHead:
         return self.asset.texture_resolution
 
     @functools.cached_property
-    def raster_texture(self) -> torch.Tensor:
-        return stacked_raster(self.textures)
+    def material_textures(self) -> dict[int, torch.Tensor]:
+        return {0: to_raster(torch.cat([self.textures[k].float() for k in MAP_CHANNELS]))}
+
+    tile_offsets: dict = field(default_factory=dict)
+    gt_materials: tuple[int, ...] = (0,)
 
     def meta(self) -> dict:
         return self.asset.meta()

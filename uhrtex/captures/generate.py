@@ -68,20 +68,21 @@ def shard_items(items: Sequence[PlannedCapture], shard: str | None) -> list[Plan
 
 
 def check_lightings(store: CaptureStore, done: set[str], todo: Sequence[PlannedCapture], environments=None) -> None:
-    """A lighting index names one environment within a store. It resolves to one of bpy's HDRIs where bpy is
-    installed and to a procedural sky elsewhere (`environments.default_lightings`), so a store filled on two such
-    machines would silently mix two lightings under one index. Compared against one stored capture per index."""
-    stored: dict[str, str] = {}
+    """A subject's lighting index names one environment (`environments.default_lightings`, seeded by the subject).
+    A store extended with another folder of your own maps (`captures.environments`) or other code would silently
+    give the same key another lighting: each planned subject's stored captures are compared with what their
+    lighting indices resolve to here."""
+    subjects = {it.subject_seed for it in todo if it.subject_seed is not None}
     for key in sorted(done):
-        stored.setdefault(split_key(key)[1], key)
-    for lighting in sorted({it.lighting for it in todo}):
-        key = stored.get(f"l{lighting:02d}")
-        have = store.meta(key).get("environment", {}).get("id") if key else None
-        want = resolve_lighting(lighting, environments)[0]
+        subject, lighting, _ = split_key(key)
+        if not (subject.startswith("s") and subject[1:].isdigit() and int(subject[1:]) in subjects):
+            continue
+        have = store.meta(key).get("environment", {}).get("id")
+        want = resolve_lighting(int(lighting[1:]), environments, int(subject[1:]))[0]
         if have and have != want:
-            raise ValueError(f"capture store {store.url}: lighting l{lighting:02d} of its captures is {have} (e.g. {key}), "
-                             f"but here it resolves to {want}; render into a new store (captures.store=...), or render "
-                             "where the same environments exist (bpy's HDRIs: `make blender-venv` or UHRTEX_HDRI_DIR)")
+            raise ValueError(f"capture store {store.url}: {key} was lit by {have}, but its lighting index resolves to "
+                             f"{want} here; render into a new store (captures.store=...) or with the same "
+                             "captures.environments as before")
 
 
 def renderer(name: str) -> Callable[..., Capture]:

@@ -1,4 +1,4 @@
-"""glTF / GLB head meshes for asset folders (read with trimesh), as a `HeadMesh` like `read_obj` gives.
+"""glTF / GLB head meshes for asset folders (read with trimesh), as a `RenderMesh` like `read_obj` gives.
 
 Every mesh node of the scene is placed by its node transform and joined into one mesh. UVs: TEXCOORD_0 (trimesh
 turns glTF's v-down into OBJ's v-up, so one layout has one fingerprint in both formats). Normals: the file's NORMAL
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uhrtex.captures.heads.mesh import HeadMesh, MeshError, _vertex_normals, uv_tangents
+from uhrtex.render.mesh import MeshError, RenderMesh, uv_tangents, vertex_normals
 
 SUFFIXES = (".glb", ".gltf")
 
 
-def read_gltf(path: str | Path) -> HeadMesh:
+def read_gltf(path: str | Path) -> RenderMesh:
     """One-line MeshError when unreadable, without triangles, or without UVs."""
     import trimesh
 
@@ -52,5 +52,5 @@ def read_gltf(path: str | Path) -> HeadMesh:
         normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     else:  # smooth normals, welded by position (UV seams split vertices, not the surface)
         weld = torch.unique(verts, dim=0, return_inverse=True)[1]
-        normals = _vertex_normals(verts.double(), tri.long(), weld).float()
-    return HeadMesh(verts, uv, tri, normals, uv_tangents(verts, uv, tri, normals))
+        normals = vertex_normals(verts.double(), tri.long(), weld).float()
+    return RenderMesh(verts, uv, tri, normals, uv_tangents(verts, uv, tri, normals))

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 
 from uhrtex.captures.format import Capture
-from uhrtex.captures.framing import Frame, head_frame
+from uhrtex.render.framing import Frame, head_frame
 from uhrtex.captures.heads import HeadAsset, asset_from_meta, head_asset
 from uhrtex.maps import CAPTURE, TEXTURE, encode_normal
 from uhrtex.raster import Renderer
@@ -64,9 +64,15 @@ def make_camera(camera_seed: int, resolution: int, frame: Frame, jitter: bool = 
     return cam, p
 
 
-def framed_camera(verts: torch.Tensor, camera_seed: int, resolution: int, jitter: bool = True) -> tuple[Camera, dict]:
-    """`make_camera` framed on a head mesh (N×3 world vertices, y up, face towards +z). Both renderers use it."""
-    return make_camera(camera_seed, resolution, head_frame(verts), jitter)
+def framed_camera(verts: torch.Tensor, camera_seed: int, resolution: int, jitter: bool = True,
+                  subject_seed: int | None = None) -> tuple[Camera, dict]:
+    """`make_camera` framed on a head mesh (N×3 world vertices, y up, face towards +z). Both renderers use it. With
+    `subject_seed` the camera is drawn per subject (camera index `camera_seed` of that subject), so a dataset's
+    subjects are not all seen from one viewpoint."""
+    seed = camera_seed if subject_seed is None else int(subject_seed) * 1000 + int(camera_seed)
+    cam, p = make_camera(seed, resolution, head_frame(verts), jitter)
+    cam.id = f"c{int(camera_seed):02d}"
+    return cam, p
 
 
 def _gt_maps(head, buf: dict, shading: torch.Tensor, cam: Camera) -> dict[str, torch.Tensor]:
@@ -111,12 +117,13 @@ def _rasterized(head, cam: Camera, renderer: Renderer, mip: bool, key) -> tuple[
 
 def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                     device="cpu", raster_backend: str = "auto", background="env", camera_jitter: bool = True, asset=None,
-                    environments=None) -> list:
+                    environments=None, camera: Camera | None = None) -> list:
     """One rasterization, one Capture per lighting (same subject and camera).
 
     `environments`: a folder of your own equirect HDR maps (`uhrtex.render.envdir`): extra lightings.
     `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) rendered instead of the head of `subject_seed`,
     with the same camera and lighting; its maps set the texture resolution.
+    `camera`: render through this camera instead of drawing one (e.g. a scan seen as a procedural head was).
     """
     renderer = Renderer(raster_backend, device)
     if asset is None:
@@ -126,9 +133,14 @@ def render_captures(subject_seed: int, lightings, camera_seed: int, resolution: 
     else:
         tex_res, ident = int(asset.texture_resolution), ("asset", str(asset.folder), asset.uv_fingerprint, asset.stamp)
         head = asset.head(device)
-    cam, cam_params = framed_camera(head.mesh.verts, camera_seed, resolution, camera_jitter)
+    if camera is None:
+        cam, cam_params = framed_camera(head.mesh.verts, camera_seed, resolution, camera_jitter,
+                                        subject_seed if asset is None else None)
+    else:
+        cam, cam_params = camera.scaled(resolution, resolution), {"given": True}
     mip = tex_res > 2 * resolution
-    key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter)
+    key = (ident, int(camera_seed), int(resolution), tex_res, str(device), renderer.backend, camera_jitter,
+           None if camera is None else repr(cam.to_dict()))
     buf, shading = _rasterized(head, cam, renderer, mip, key)
     gt = _gt_maps(head, buf, shading, cam)
     shading_maps = _shading_maps(gt, buf, shading)

@@ -23,11 +23,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from uhrtex.render.environments import ROUGHNESS  # the skin roughness the captures are rendered with
-from uhrtex.render.camera import Camera
-from uhrtex.captures.render import F0_SCALE
+from uhrtex.render.mesh import split_by_uv, vertex_normals
+from uhrtex.render.shading import F0_SCALE
 from uhrtex.unwrap.mesh import Mesh
 
 SPECULAR_COLOR_FACTOR = F0_SCALE / 0.04  # glTF's dielectric F0 is 0.04 · factor · s; the captures' is 0.08 · s
@@ -113,19 +112,12 @@ def write_pngs(jobs: Sequence[tuple[str | os.PathLike, torch.Tensor, int]], work
             w.submit(path, x, bits)
 
 
-def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    p = verts.double()[faces]
-    fn = torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # area-weighted
-    n = torch.zeros_like(verts, dtype=torch.float64).index_add_(0, faces.flatten(), fn.repeat_interleave(3, 0))
-    return (n / n.norm(dim=1, keepdim=True).clamp_min(1e-30)).float()
-
-
 def gltf_arrays(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One index buffer for positions, normals and UVs (a glTF vertex per distinct position/UV pair)."""
     normals = mesh.normals if (mesh.normals is not None and torch.equal(mesh.faces, mesh.faces_uv)) else None
-    normals = normals if normals is not None else _vertex_normals(mesh.verts, mesh.faces)
-    pairs = torch.stack([mesh.faces.flatten(), mesh.faces_uv.flatten()], 1)
-    uniq, index = torch.unique(pairs, dim=0, return_inverse=True)
+    normals = normals if normals is not None else vertex_normals(mesh.verts.double(), mesh.faces).float()
+    pos_idx, uv_idx, index = split_by_uv(mesh.faces, mesh.faces_uv)
+    uniq = torch.stack([pos_idx, uv_idx], 1)
     pos = mesh.verts[uniq[:, 0]].numpy().astype(np.float32)
     nrm = normals[uniq[:, 0]].numpy().astype(np.float32)
     uv = mesh.uvs[uniq[:, 1]].numpy().astype(np.float32).copy()
@@ -199,48 +191,3 @@ def write_glb(path: str | os.PathLike, mesh: Mesh, textures: Mapping[str, torch.
     from uhrtex.common.io import write_bytes_atomic
 
     write_bytes_atomic(path, glb_bytes(mesh, textures, scale))
-
-
-# ------------------------------------------------------------------------------------------ preview
-
-
-def render_preview(mesh: Mesh, textures: Mapping[str, torch.Tensor], camera: Camera, lightings: Sequence[str],
-                   size: int = 512, device="cpu") -> torch.Tensor:
-    """The textured mesh shaded under each environment (captures' renderer), side by side: 3×size×(n·size)."""
-    from uhrtex.render.environments import load_environment
-    from uhrtex.captures.heads.mesh import HeadMesh, uv_tangents
-    from uhrtex.captures.render import geometry_buffers, gl_view_rotation, shade
-    from uhrtex.maps import TEXTURE, encode_normal
-    from uhrtex.raster import Renderer
-
-    # The renderer wants one index buffer with smooth normals and UV tangents.
-    pos, nrm, uv, idx = gltf_arrays(mesh)
-    verts, normals = torch.from_numpy(pos), torch.from_numpy(nrm)
-    uvs = torch.from_numpy(uv).clone()
-    uvs[:, 1] = 1 - uvs[:, 1]
-    tri = torch.from_numpy(idx.astype(np.int64)).view(-1, 3).int()
-    head = HeadMesh(verts, uvs, tri, normals, uv_tangents(verts, uvs, tri, normals))
-
-    class _Asset:  # what geometry_buffers reads
-        pass
-
-    asset = _Asset()
-    asset.mesh = head
-    cam = camera.scaled(size, round(size * camera.height / camera.width))
-    renderer = Renderer("auto", device)
-    buf = geometry_buffers(asset, cam, renderer)
-    # A size² picture needs no more than 2·size texels across (linear filtering, no mips): area-downsampling the
-    # textures first avoids aliasing and the full-size copies (≈ 1.4 GB at 4096²).
-    side = min(next(iter(textures.values())).shape[-1], 2 * size)
-    small = [F.interpolate(textures[k].float()[None], size=(side, side), mode="area")[0]
-             if textures[k].shape[-1] != side else textures[k].float() for k in TEXTURE.names]
-    tex = torch.cat(small).flip(-2).permute(1, 2, 0)[None].contiguous()
-    sampled = renderer.texture(tex, buf["uv"].clamp(0, 1)[None].contiguous(), filter_mode="linear",
-                               boundary_mode="clamp")[0].permute(2, 0, 1)
-    mask = buf["mask"].permute(2, 0, 1)
-    n = buf["normal"] / buf["normal"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    maps = {k: v[0] * mask for k, v in TEXTURE.split(sampled[None]).items()}
-    maps["normal"] = (encode_normal(n @ gl_view_rotation(cam).T).permute(2, 0, 1) * mask).clamp(0, 1)
-    maps["mask"] = mask
-    panels = [shade(maps, buf["tangent"], cam, load_environment(name, device)) for name in lightings]
-    return torch.cat(panels, dim=-1)

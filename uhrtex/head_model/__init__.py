@@ -9,9 +9,8 @@ turn a shape into something the rasterizer draws. Inference reads only the mean 
     head = mean_head()                            # RenderMesh of the neutral head, world units (1 = 10 cm)
 """
 
-from uhrtex.head_model.mesh import RenderMesh, render_mesh, uv_tangents, vertex_normals
-from uhrtex.head_model.model import (CM_PER_UNIT, FACE_MATERIAL, RENDER_MATERIALS, UV_LAYOUT, ICTModel, ict_model,
-                                     mean_head)
+from uhrtex.head_model.mesh import RenderMesh, face_tile, mean_head, render_mesh, uv_tangents, vertex_normals
+from uhrtex.head_model.model import CM_PER_UNIT, FACE_MATERIAL, RENDER_MATERIALS, UV_LAYOUT, ICTModel, ict_model
 
-__all__ = ["CM_PER_UNIT", "FACE_MATERIAL", "ICTModel", "RENDER_MATERIALS", "RenderMesh", "UV_LAYOUT", "ict_model",
+__all__ = ["CM_PER_UNIT", "FACE_MATERIAL", "ICTModel", "RENDER_MATERIALS", "RenderMesh", "UV_LAYOUT", "face_tile", "ict_model",
            "mean_head", "render_mesh", "uv_tangents", "vertex_normals"]

@@ -126,13 +126,3 @@ class _LazyArrays(dict):
             value = value()
             self[key] = value
         return value
-
-
-@cache
-def mean_head():
-    """The neutral ICT head (identity and expression weights 0) as a RenderMesh in world units: the template head
-    of the unwrap, the .glb and the preview."""
-    from uhrtex.head_model.mesh import render_mesh
-
-    m = ict_model()
-    return render_mesh(m, m.neutral / CM_PER_UNIT)

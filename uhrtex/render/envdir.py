@@ -78,8 +78,9 @@ def _decode(path: Path) -> np.ndarray:
     return np.stack([np.asarray(chans[n].pixels, dtype=np.float32) for n in names], -1)
 
 
-def read_environment(path: str | Path) -> torch.Tensor:
-    """One checked map: 3 x H x W float32 linear radiance (row 0 = top); one-line ValueError naming the file."""
+def read_environment(path: str | Path, clamp_negative: bool = False) -> torch.Tensor:
+    """One checked map: 3 x H x W float32 linear radiance (row 0 = top); one-line ValueError naming the file.
+    `clamp_negative`: clamp negative values to 0 instead (bpy's own HDRIs hold a few of order -1e-6)."""
     path = Path(path)
     try:
         arr = _decode(path)
@@ -92,6 +93,8 @@ def read_environment(path: str | Path) -> torch.Tensor:
     bad = int((~np.isfinite(arr)).sum())
     if bad:
         raise _fail(path, f"has {bad} NaN/Inf values", "fix or clamp them in the source and re-export")
+    if clamp_negative:
+        arr = np.maximum(arr, 0)
     if arr.min() < 0:
         raise _fail(path, f"has {int((arr < 0).sum())} negative values (min {arr.min():.3g})", "clamp them to 0 and re-export")
     if not arr.max() > 0:

@@ -267,13 +267,13 @@ def _load_cpu(lighting: str, hdri_path: str | None, source: str | None = None) -
         radiance, source = procedural_sky(int(name[3:])), "procedural"
     elif name.startswith("ph-"):
         path = VENDORED_DIR / f"{name[3:]}.exr"
-        radiance, source = read_environment(path), f"uhrtex/render/hdri/{path.name}"
+        radiance, source = read_environment(path), str(path)
     else:
         if hdri_path is None:
             raise LightingError(f"lighting {lighting!r} needs the bpy studio HDRIs, which are not installed; run "
                                 "`make blender-venv`, set UHRTEX_HDRI_DIR, or use a procedural 'sky<k>_r<deg>'")
         path = Path(hdri_path) / f"{name}.exr"
-        radiance, source = read_environment(path), str(path)
+        radiance, source = read_environment(path, clamp_negative=True), str(path)
     sh = _project_sh(radiance, rot)
     basis = _sh_basis(_FRONT / _FRONT.norm(dim=-1, keepdim=True)) * _SH_BAND
     front = (basis @ sh).clamp_min(0) @ torch.tensor([0.2126, 0.7152, 0.0722])

@@ -95,24 +95,30 @@ def build(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, faces_uv: 
 # ------------------------------------------------------------------------------------------ OBJ I/O
 
 
-def write_obj(mesh: RenderMesh, path: str | Path, mtl_name: str | None = None) -> Path:
-    """Wavefront OBJ with v / vt / vn and faces `a/a/a` (positions, UVs, normals share indices); written atomically."""
+def write_obj(mesh: RenderMesh, path: str | Path, mtl_name: str | None = None, materials: tuple[str, ...] | None = None
+              ) -> Path:
+    """Wavefront OBJ with v / vt / vn and faces `a/a/a` (positions, UVs, normals share indices); written atomically.
+    `materials` (the mesh's material names): one `usemtl` group per material, from `mtl_name`.mtl."""
     import numpy as np
 
     path = Path(path)
     head = f"# uhrtex head: {mesh.verts.shape[0]} vertices, {mesh.tri.shape[0]} triangles\n"
     if mtl_name:
-        head += f"mtllib {mtl_name}.mtl\nusemtl {mtl_name}\n"
+        head += f"mtllib {mtl_name}.mtl\n" + ("" if materials else f"usemtl {mtl_name}\n")
     v = np.asarray(mesh.verts.detach().cpu().double())
     vt = np.asarray(mesh.uv.detach().cpu().double())
     vn = np.asarray(mesh.normals.detach().cpu().double())
     f = np.asarray(mesh.tri.detach().cpu().long()) + 1
+    face_lines = "".join(f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}\n" for a, b, c in f)
+    if materials:
+        mat = np.asarray(mesh.material.cpu())
+        face_lines = "".join(f"usemtl {name}\n" + "".join(f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}\n" for a, b, c in f[mat == k])
+                             for k, name in enumerate(materials))
     parts = [head,
              "".join(f"v {a:.6f} {b:.6f} {c:.6f}\n" for a, b, c in v),
              "".join(f"vt {a:.7f} {b:.7f}\n" for a, b in vt),
              "".join(f"vn {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in vn),
-             "s 1\n",
-             "".join(f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}\n" for a, b, c in f)]  # fmt: skip
+             "s 1\n", face_lines]  # fmt: skip
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(parts))
     tmp.replace(path)

@@ -21,6 +21,7 @@ from uhrtex.maps import TEXTURE, decode_normal
 from uhrtex.raster import Renderer
 from uhrtex.render.camera import CV_FROM_GL, Camera
 from uhrtex.render.environments import ROUGHNESS, Environment
+from uhrtex.render.framing import fitted_near_far
 from uhrtex.render.mesh import RenderMesh
 
 F0_SCALE = 0.08  # F0 = F0_SCALE · specular (specular 0.35 -> F0 0.028, skin's IOR 1.4)
@@ -50,14 +51,6 @@ def gl_view_rotation(cam: Camera) -> torch.Tensor:
     return (CV_FROM_GL[:3, :3] @ cam.extrinsics()[:3, :3]).float()
 
 
-def near_far(verts: torch.Tensor, cam: Camera) -> tuple[float, float]:
-    """Clip planes around the mesh's camera-space depths (scale-invariant)."""
-    w2c = cam.extrinsics()
-    z = verts.double() @ w2c[2, :3].double().to(verts.device) + float(w2c[2, 3])
-    lo, hi = float(z.min()), float(z.max())
-    return max(0.9 * lo, 1e-3 * hi), 1.1 * hi
-
-
 def _facing(mesh: RenderMesh, eye: torch.Tensor) -> torch.Tensor:
     """Indices of the triangles facing the eye (the visible surface of a closed mesh; raster work halves)."""
     v, t = mesh.verts, mesh.tri.long()
@@ -71,7 +64,7 @@ def geometry_buffers(mesh: RenderMesh, cam: Camera, renderer: Renderer, mip: boo
     coverage ("mask"); H×W×C, row 0 = top."""
     dev = mesh.verts.device
     eye, _ = eye_and_rotation(cam)
-    near, far = near_far(mesh.verts, cam)
+    near, far = fitted_near_far(mesh.verts, cam.extrinsics())
     clip = cam.clip_from_world(near=near, far=far).to(dev)
     pos = (torch.cat([mesh.verts, torch.ones_like(mesh.verts[:, :1])], 1) @ clip.T)[None].contiguous()
     keep = _facing(mesh, eye)

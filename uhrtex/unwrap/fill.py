@@ -2,30 +2,24 @@
 
 * `push_pull`: the masked texture's pyramid pulled back up, so the fill is smooth and continuous with its
   border.
-* `head_template`: the neutral-tone procedural head in the unified UV layout (`flat_template` for other
-  layouts). Its textures are generated at ≤ 1024² (the template only fills what the photo did not see) and
-  cached: in-process, and on disk in the uhrtex cache folder (`uhrtex.common.disk_cache`), keyed by the
-  resolution and a hash of the generator's source, so a code change regenerates it. Generating 1024²
-  costs seconds; reading the cache, milliseconds.
+* `head_template`: the template head (ICT mean head, mid-tone textures shipped with the package,
+  `uhrtex.head_model.template`) in the unified UV layout (`flat_template` for other layouts).
 * `blend_template`: tone-match the template to the observed texels (mean face colour, per channel, in
   linear space for sRGB maps) and blend it in with w = max(coverage, gaussian(coverage)).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 
 from uhrtex import maps as M
-from uhrtex.common.disk_cache import cached, source_digest
 from uhrtex.unwrap.mesh import Mesh
 
-__all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template",
-           "TEMPLATE_SEED", "TEMPLATE_MELANIN"]
+__all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "template_face_mesh"]
 
 
 def _pooled_sums(v: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,74 +71,38 @@ def flat_template(resolution: int, names: Mapping[str, int] | None = None) -> di
             for k, n in names.items()}
 
 
-TEMPLATE_SEED = 0
-TEMPLATE_MELANIN = 0.13  # a mid skin tone (subjects span ~0.03 .. 0.6); the blend re-tones it anyway
-_TEXTURES: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()  # generated resolution -> textures
+@cache
+def template_face_mesh() -> Mesh:
+    """The ICT mean head's face tile (the unified UV layout) as an unwrap Mesh, world units (1 = 10 cm)."""
+    from uhrtex.head_model import face_tile, mean_head
 
-
-def _template_subject():
-    import dataclasses
-
-    from uhrtex.captures.heads import Subject
-
-    return dataclasses.replace(Subject.from_seed(TEMPLATE_SEED), melanin=TEMPLATE_MELANIN, freckles=0.0)
-
-
-def _generator_digest(r: int) -> str:
-    """Hash of what the template textures depend on: its parameters and the generator's source files."""
-    import uhrtex.captures.heads as heads
-    import uhrtex.common.io as uio
-
-    files = sorted(Path(heads.__file__).parent.glob("*.py")) + [Path(uio.__file__)]
-    return source_digest(files, TEMPLATE_SEED, TEMPLATE_MELANIN, int(r))
-
-
-def _template_textures(r: int) -> dict[str, torch.Tensor]:
-    """The template head's textures at r² (top-down): in-process cache, then disk cache, then generated."""
-    if r in _TEXTURES:
-        _TEXTURES.move_to_end(r)
-        return _TEXTURES[r]
-
-    def generate():
-        from uhrtex.captures.heads import make_textures
-
-        return make_textures(_template_subject(), r)
-
-    tex = cached(f"template_head_{r}_{_generator_digest(r)}.pt", generate)
-    _TEXTURES[r] = tex
-    while len(_TEXTURES) > 2:
-        _TEXTURES.popitem(last=False)
-    return tex
+    return Mesh.from_head(face_tile(mean_head()), "template_head")
 
 
 def head_template(resolution: int, max_resolution: int = 1024) -> tuple[Mesh, dict[str, torch.Tensor]]:
-    """The neutral-tone procedural head in the unified UV space: its mesh and textures (top-down, resolution²).
+    """The template head in the unified UV layout: the mean head's face tile and its shipped mid-tone textures
+    (`uhrtex.head_model.template`), top-down, resolution². The template only fills what the photo did not see, so
+    textures above its stored size are upsampled."""
+    from uhrtex.head_model.template import template_textures
 
-    Textures are generated at ≤ max_resolution and upsampled: the template only fills what the photo did
-    not see, so it needs no 4K detail (and generating it would cost more than the reconstruction)."""
-    from uhrtex.captures.heads import build_mesh
-
+    tex = template_textures()
     r = min(int(resolution), int(max_resolution))
-    tex = _template_textures(r)
-    if r != resolution:
-        tex = {k: F.interpolate(v[None], size=(resolution, resolution), mode="bilinear", align_corners=False)[0]
-               for k, v in tex.items()}
-    else:
-        tex = {k: v.clone() for k, v in tex.items()}  # callers own their copy; the cache stays intact
-    return Mesh.from_head(build_mesh(_template_subject()), "template_head"), tex
+    out = {}
+    for k, v in tex.items():
+        if v.shape[-1] != r:
+            v = F.interpolate(v[None], size=(r, r), mode="area" if v.shape[-1] > r else "bilinear", align_corners=None)[0]
+        if r != resolution:
+            v = F.interpolate(v[None], size=(resolution, resolution), mode="bilinear", align_corners=False)[0]
+        out[k] = v.clone()
+    return template_face_mesh(), out
 
 
 def is_unified_layout(mesh: Mesh) -> bool:
-    """Whether `mesh` carries the procedural heads' unified UV layout (then the head template fits it):
-    its UVs lie on the head's UV grid and cover it (any order or vertex splitting; OBJ export drops the few
-    unreferenced pole vertices)."""
-    from uhrtex.captures.heads import DEFAULT_GRID
-
-    nu, nv = DEFAULT_GRID
-    g = mesh.uvs.double() * torch.tensor([nu - 1, nv - 1], dtype=torch.float64)
-    if mesh.uvs.shape[0] < 0.99 * nu * nv or (g - g.round()).abs().max() > 1e-3:
-        return False
-    return torch.unique(g.round().long(), dim=0).shape[0] >= 0.99 * nu * nv
+    """Whether `mesh` carries the unified UV layout (ICT's face tile; then the template head fits it): its UVs hold
+    (almost) every UV point of the mean head's face tile, in any order or vertex splitting."""
+    key = lambda uv: set(map(tuple, torch.round(uv.double() * 1e4).long().tolist()))  # noqa: E731
+    ref, ours = key(template_face_mesh().uvs), key(mesh.uvs)
+    return len(ref & ours) >= 0.99 * len(ref) and len(ours) < 2 * len(ref)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

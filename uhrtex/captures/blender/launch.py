@@ -29,7 +29,8 @@ import torch
 from uhrtex.common import io as uio
 from uhrtex.render.environments import load_environment
 from uhrtex.captures.format import Camera
-from uhrtex.captures.heads import UV_LAYOUT, head_asset
+from uhrtex.captures.heads import head_asset
+from uhrtex.head_model import UV_LAYOUT
 
 SCENE = Path(__file__).with_name("scene.py")
 REPO = Path(__file__).resolve().parents[3]
@@ -96,11 +97,13 @@ def split_passes(exr: Path, folder: Path) -> None:
         uio.write_exr(folder / f"{name}.exr", torch.from_numpy(np.nan_to_num(arr)), half=False)
 
 
-def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting: str, camera: Camera, samples: int = 64,
+def render_folder(folder: str | Path, *, obj, albedo=None, normal=None, specular=None, lighting: str, camera: Camera,
+                  samples: int = 64, materials: dict | None = None,
                   seed: int = 0, threads: int | None = None, meta: dict | None = None, denoise: bool = False,
                   max_bounces: int = 6, timeout: float | None = None, keep_exr: bool = False, env_source: str | None = None,
                   mesh_to_world=None, clip: tuple[float, float] | None = None) -> Path:
-    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ/glTF/GLB with UVs and three maps works.
+    """Render one capture folder in the ingest layout (+ meta.json). Any OBJ/glTF/GLB with UVs and three maps works;
+    `materials` ({name: {albedo, normal, specular, gt, subsurface}}): one set per material group instead (the ICT heads).
 
     `env_source`: the file of a user lighting `env-<name>_r<deg>` (`uhrtex.render.envdir`); Cycles reads it as is.
     `mesh_to_world`: 3 x 3 from the file's axes and units to uhrtex world (an asset's scale and axes); `clip`: near, far."""
@@ -115,11 +118,16 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
         uio.write_exr(env_path, env.radiance, half=False)
     else:
         env_path = Path(env.source)
-    job = {"obj": str(Path(obj).resolve()), "albedo": str(Path(albedo).resolve()), "normal": str(Path(normal).resolve()),
-           "specular": str(Path(specular).resolve()), "camera": camera.to_dict(), "samples": int(samples), "seed": int(seed),
+    resolve = lambda p: str(Path(p).resolve())  # noqa: E731
+    job = {"obj": resolve(obj), "camera": camera.to_dict(), "samples": int(samples), "seed": int(seed),
            "threads": threads, "roughness": ROUGHNESS, "ior": 1.5, "max_bounces": int(max_bounces), "denoise": bool(denoise),
            "environment": {"image": str(env_path.resolve()), "rotation_deg": env.rotation_deg, "strength": env.exposure},
            "output": str((folder / RENDER_FILE).resolve())}
+    if materials:
+        job["materials"] = {m: {**{k: resolve(d[k]) for k in ("albedo", "normal", "specular")}, "gt": bool(d["gt"]),
+                                "subsurface": float(d.get("subsurface", 0.0))} for m, d in materials.items()}
+    else:
+        job.update(albedo=resolve(albedo), normal=resolve(normal), specular=resolve(specular))
     if mesh_to_world is not None:
         job["mesh_to_world"] = [[float(x) for x in row] for row in mesh_to_world]
     if clip is not None:
@@ -129,7 +137,8 @@ def render_folder(folder: str | Path, *, obj, albedo, normal, specular, lighting
     seconds = time.perf_counter() - t0
     split_passes(exr, folder)
     full_meta = {"subject": re.sub(r"[^A-Za-z0-9.\-]+", "-", Path(obj).stem).strip("-.") or "head", "lighting": env.id, "camera": camera.to_dict(),
-                 "mesh": {"obj": str(obj), "albedo": str(albedo), "normal": str(normal), "specular": str(specular)},
+                 "mesh": {"obj": str(obj), **({"materials": job["materials"]} if materials else
+                                              {"albedo": str(albedo), "normal": str(normal), "specular": str(specular)})},
                  **(meta or {}), "renderer": "blender", "resolution": int(camera.height), "environment": env.meta(),
                  "blender": {"samples": int(samples), "seed": int(seed), "seconds": round(seconds, 2), "denoise": bool(denoise),
                              "roughness": ROUGHNESS, "ior": 1.5, "max_bounces": int(max_bounces)}}
@@ -160,6 +169,18 @@ def export_cached(seed: int, texture_resolution: int, root: Path) -> dict[str, P
     return export_asset(seed, texture_resolution, d)
 
 
+SKIN_SUBSURFACE = 0.2  # Principled subsurface weight of the skin materials (the eyes, teeth and mouth have none)
+
+
+def head_materials(files: dict[str, Path]) -> dict[str, dict]:
+    """An exported ICT head's per-material maps as `render_folder(materials=...)` wants them."""
+    from uhrtex.head_model import FACE_MATERIAL, RENDER_MATERIALS
+
+    return {m: {"albedo": files[f"{m}_albedo"], "normal": files[f"{m}_micronormal"], "specular": files[f"{m}_specular"],
+                "gt": m == FACE_MATERIAL, "subsurface": SKIN_SUBSURFACE if m in ("M_Face", "M_BackHead") else 0.0}
+            for m in RENDER_MATERIALS}
+
+
 def noise_seed(subject: str, camera_seed: int) -> int:
     """Cycles' seed of a capture: from the subject id and camera, so a head renders alike as a procedural head and as
     its exported asset folder (same id), and every subject and camera gets its own noise."""
@@ -188,19 +209,17 @@ def asset_maps(asset, root: Path) -> dict[str, Path]:
 
 def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                    samples: int = 64, workdir: str | Path | None = None, keep_folder: bool = False, threads: int | None = None,
-                   timeout: float | None = None, environments=None, asset=None, framing: str | None = None,
-                   camera_jitter: bool = True, **_):
+                   timeout: float | None = None, environments=None, asset=None, camera_jitter: bool = True, **_):
     """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture.
 
     `environments`: a folder of your own equirect HDR maps, extra lightings as in the built-in renderer.
     `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) instead of the procedural head of `subject_seed`:
-    Cycles reads its mesh and maps, placed by its scale and axes. `framing`: auto | fixed, as in the built-in renderer
-    (default: auto for assets, fixed for procedural heads)."""
+    Cycles reads its mesh and maps, placed by its scale and axes."""
     import tempfile
 
     from uhrtex.captures.assets import axes_rotation
     from uhrtex.render.environments import resolve_lighting
-    from uhrtex.captures.framing import fitted_near_far
+    from uhrtex.render.framing import fitted_near_far
     from uhrtex.captures.ingest import read_capture_folder
     from uhrtex.captures.render import framed_camera
 
@@ -215,12 +234,12 @@ def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolut
         files = {"obj": asset.obj, **asset_maps(asset, root / "assets")}
         verts, mesh_meta = asset.mesh().verts, asset.meta()
         to_world = (float(s["scale"]) * axes_rotation(s["up"], s["forward"])).tolist()
-    framing = framing or ("fixed" if asset is None else "auto")
-    cam, cam_params = framed_camera(verts, camera_seed, resolution, camera_jitter, framing)
-    name, env_source = resolve_lighting(lighting, environments)
-    folder = root / "captures" / f"{mesh_meta['subject']}__{name}__c{camera_seed:02d}_{resolution}_{samples}_{framing}"
-    render_folder(folder, obj=files["obj"], albedo=files["albedo"], normal=files["micronormal"], specular=files["specular"],
-                  lighting=name, camera=cam, samples=samples, seed=noise_seed(mesh_meta["subject"], camera_seed), threads=threads,
+    cam, cam_params = framed_camera(verts, camera_seed, resolution, camera_jitter, subject_seed if asset is None else None)
+    name, env_source = resolve_lighting(lighting, environments, int(subject_seed) if asset is None else 0)
+    folder = root / "captures" / f"{mesh_meta['subject']}__{name}__c{camera_seed:02d}_{resolution}_{samples}"
+    maps = ({"materials": head_materials(files)} if asset is None else
+            {"albedo": files["albedo"], "normal": files["micronormal"], "specular": files["specular"]})
+    render_folder(folder, obj=files["obj"], **maps, lighting=name, camera=cam, samples=samples, seed=noise_seed(mesh_meta["subject"], camera_seed), threads=threads,
                   meta={"subject": mesh_meta["subject"], "mesh": mesh_meta, "camera_params": cam_params}, timeout=timeout,
                   env_source=env_source, mesh_to_world=to_world, clip=fitted_near_far(verts, cam.extrinsics()))
     capture = read_capture_folder(folder)
@@ -247,22 +266,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int)
     p.add_argument("--store", help="also ingest the folder into this capture store")
     a = p.parse_args(argv)
-    from uhrtex.captures.render import make_camera
+    from uhrtex.captures.render import framed_camera
 
     try:
-        cam, params = make_camera(a.camera_seed, a.resolution)
         if a.seed is not None:
+            cam, params = framed_camera(head_asset(a.seed, 16).mesh.verts, a.camera_seed, a.resolution, subject_seed=a.seed)
             files = export_cached(a.seed, a.texture_resolution or a.resolution, Path(a.out) / "_asset")
-            obj, alb, nrm, spc = files["obj"], files["albedo"], files["micronormal"], files["specular"]
+            obj, maps = files["obj"], {"materials": head_materials(files)}
             meta = {"subject": f"head{a.seed:04d}", "mesh": head_asset(a.seed, a.texture_resolution or a.resolution).meta()}
         elif a.obj and a.albedo and a.normal and a.specular:
-            obj, alb, nrm, spc, meta = a.obj, a.albedo, a.normal, a.specular, None
+            from uhrtex.captures.assets import read_mesh
+
+            cam, params = framed_camera(read_mesh(Path(a.obj)).verts, a.camera_seed, a.resolution)
+            obj, maps, meta = a.obj, {"albedo": a.albedo, "normal": a.normal, "specular": a.specular}, None
         else:
             p.error("give --seed, or all of --obj --albedo --normal --specular")
         from uhrtex.render.environments import resolve_lighting
 
         lighting, env_source = resolve_lighting(a.lighting, a.environments)
-        render_folder(a.out, obj=obj, albedo=alb, normal=nrm, specular=spc, lighting=lighting, camera=cam,
+        render_folder(a.out, obj=obj, **maps, lighting=lighting, camera=cam,
                       samples=a.samples, threads=a.threads, meta={**(meta or {}), "camera_params": params}, env_source=env_source)
         if a.store:
             from uhrtex.captures.ingest import read_capture_folder

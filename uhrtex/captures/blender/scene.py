@@ -7,13 +7,18 @@ job.json (written by launch.py; any user head works the same way):
     obj                       OBJ, glTF or GLB with UVs (ours: y up, face +z; imported with Blender's Y-up -> Z-up conversion)
     mesh_to_world             optional 3 x 3: the file's axes and units -> ours (an asset's scale and up/forward axes)
     albedo, normal, specular  texture files (albedo sRGB; tangent-space OpenGL normal map; specular linear)
+    materials                 optional {material name: {albedo, normal, specular, gt, subsurface}}: one node material per
+                              material slot of the file (OBJ `usemtl` groups, e.g. ICT's M_Face ...) instead of the three
+                              files above; `gt` false: AOVs 0 and mask 0 there (drawn, not ground truth); textures
+                              repeat, so tiles side by side in u (ICT's) read their own image
     camera                    OpenCV camera of uhrtex.captures.format (fx fy cx cy width height world_to_camera)
     environment               {"image": EXR path, "rotation_deg": about the vertical axis, "strength": exposure}
     clip                      optional [near, far] of the camera (world units)
     resolution, samples, seed, threads, roughness, ior, max_bounces, denoise, output (a .exr path)
 
 Material: Principled BSDF with Base Color <- albedo, Normal <- Normal Map (tangent space) <- normal
-texture, Specular IOR Level <- specular (red channel), fixed Roughness / IOR. World: Environment Texture with
+texture, Specular IOR Level <- specular (red channel), fixed Roughness / IOR, and for skin a subsurface
+weight with skin's red-first radii (Christensen-Burley; `SSS_RADIUS`, in mm, scaled to world units). World: Environment Texture with
 Generated coordinates rotated about z by a Mapping node, Background strength = exposure.
 Output: one multilayer EXR (float32): the Combined pass (linear radiance) and AOVs written from the
 shader: `albedo` (linear colour of the albedo texture), `micronormal` (normal texture, decoded to
@@ -34,6 +39,10 @@ AOVS = (("albedo", "COLOR"), ("micronormal", "COLOR"), ("specular", "VALUE"), ("
 # our world (y up) -> Blender's (z up): (x, y, z) -> (x, -z, y); the OBJ importer applies the same
 WORLD_TO_BLENDER = ((1, 0, 0, 0), (0, 0, -1, 0), (0, 1, 0, 0), (0, 0, 0, 1))
 GL_FROM_CV = ((1, 0, 0, 0), (0, -1, 0, 0), (0, 0, -1, 0), (0, 0, 0, 1))
+
+
+SSS_RADIUS_MM = (3.67, 1.37, 0.68)  # skin's mean free paths per R, G, B (Blender's own skin preset, Jensen et al. 2001)
+MM_PER_UNIT = 100.0  # our world units: 1 = 10 cm
 
 
 class SceneError(RuntimeError):
@@ -103,7 +112,6 @@ def import_head(path, mesh_to_world=None):
         if not o.data.uv_layers:
             raise SceneError(f"{path}: mesh '{o.name}' has no UVs; unwrap it and re-export with texture coordinates")
         o.data.polygons.foreach_set("use_smooth", [True] * len(o.data.polygons))
-        o.data.materials.clear()
     return objs
 
 
@@ -116,8 +124,9 @@ def _image(path, colorspace):
     return img
 
 
-def head_material(job, uv_name):
-    mat = bpy.data.materials.new("uhrtex_head")
+def head_material(job, uv_name, gt=True, subsurface=0.0, extension="EXTEND", name="uhrtex_head"):
+    """One node material from job["albedo" / "normal" / "specular"]; `gt` false: every AOV and the mask are 0."""
+    mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     nt = mat.node_tree
     nt.nodes.clear()
@@ -129,7 +138,7 @@ def head_material(job, uv_name):
         t = N("ShaderNodeTexImage")
         t.image = _image(job[key], cs)
         t.interpolation = "Linear"
-        t.extension = "EXTEND"  # = boundary_mode "clamp" of the built-in renderer
+        t.extension = extension  # EXTEND = boundary_mode "clamp" of the built-in renderer; REPEAT: tiles side by side
         L(uvmap.outputs["UV"], t.inputs["Vector"])
         tex[key] = t
     bsdf = N("ShaderNodeBsdfPrincipled")
@@ -144,12 +153,20 @@ def head_material(job, uv_name):
     spec = N("ShaderNodeSeparateColor")  # the first channel, as the built-in renderer reads an RGB specular map
     L(tex["specular"].outputs["Color"], spec.inputs["Color"])
     L(spec.outputs["Red"], bsdf.inputs["Specular IOR Level"])
+    if subsurface > 0:
+        bsdf.inputs["Subsurface Weight"].default_value = float(subsurface)
+        bsdf.inputs["Subsurface Radius"].default_value = SSS_RADIUS_MM
+        bsdf.inputs["Subsurface Scale"].default_value = 1.0 / MM_PER_UNIT
     out = N("ShaderNodeOutputMaterial")
     L(bsdf.outputs["BSDF"], out.inputs["Surface"])
 
     def aov(name, socket=None, value=None):
         a = N("ShaderNodeOutputAOV")
         a.aov_name = name
+        if not gt:  # drawn, not ground truth: nothing in the GT passes
+            a.inputs["Value"].default_value = 0.0
+            a.inputs["Color"].default_value = (0.0, 0.0, 0.0, 1.0)
+            return
         if socket is not None:
             L(socket, a.inputs["Color" if name not in ("specular", "mask") else "Value"])
         else:
@@ -223,9 +240,24 @@ def camera(job):
 def render(job):
     scene = reset_scene(job)
     objs = import_head(job["obj"], job.get("mesh_to_world"))
-    mat = head_material(job, objs[0].data.uv_layers[0].name)
-    for o in objs:
-        o.data.materials.append(mat)
+    uv_name = objs[0].data.uv_layers[0].name
+    if job.get("materials"):
+        mats = {}
+        for o in objs:
+            for slot in o.material_slots:
+                base = slot.material.name.split(".")[0] if slot.material else None
+                spec = job["materials"].get(base)
+                if spec is None:
+                    raise SceneError(f"{job['obj']}: material slot {base!r} has no maps in the job")
+                if base not in mats:
+                    mats[base] = head_material({**job, **spec}, uv_name, bool(spec["gt"]), float(spec.get("subsurface", 0)),
+                                               "REPEAT", f"uhrtex_{base}")
+                slot.material = mats[base]
+    else:
+        mat = head_material(job, uv_name)
+        for o in objs:
+            o.data.materials.clear()
+            o.data.materials.append(mat)
     layer = scene.view_layers[0]
     for name, kind in AOVS:
         a = layer.aovs.add()

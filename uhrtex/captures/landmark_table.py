@@ -1,6 +1,6 @@
 """Regenerate `landmark_uv.json`: where each of the 468 face-mesh landmarks lies in the unified UV layout.
 
-    python -m uhrtex.face.make_landmark_uv [--subjects 24] [--cameras 2] [--size 512] [--out uhrtex/face/landmark_uv.json]
+    python -m uhrtex.captures.landmark_table [--subjects 24] [--cameras 2] [--size 512] [--out uhrtex/face/landmark_uv.json]
 
 Renders procedural heads (subjects 1000.. : disjoint from the training and test subjects 0..), runs the
 landmarker on each render, reads the ground-truth `uv` map at every landmark (bilinear, inside the face mask)
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from uhrtex.common import io as uio
 from uhrtex.face.landmarker import N_LANDMARKS, landmarks
 
-DEFAULT_OUT = Path(__file__).with_name("landmark_uv.json")
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "face" / "landmark_uv.json"
 FIRST_SUBJECT = 1000
 
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     mad = np.nanmedian(np.abs(stack - med).max(-1), 0) * 1024
     seen = np.isfinite(stack[..., 0]).sum(0)
     table = {"about": "median unified-layout (u, v) of each face-mesh landmark over procedural renders; "
-                      "regenerate with python -m uhrtex.face.make_landmark_uv",
+                      "regenerate with python -m uhrtex.captures.landmark_table",
              "subjects": args.subjects, "cameras": args.cameras, "size": args.size, "views": views,
              "uv": np.round(med, 5).tolist(), "mad_texels_1024": np.round(mad, 2).tolist(), "seen": seen.tolist()}
     assert len(table["uv"]) == N_LANDMARKS

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
+
+from uhrtex.render.camera import Camera, look_at
 
 SLAB = 1.3
 A, B, K = 0.866, 0.549, 0.970
@@ -64,3 +68,11 @@ def fitted_near_far(verts: torch.Tensor, world_to_camera: torch.Tensor) -> tuple
     z = verts.double() @ world_to_camera[2, :3].double().to(verts.device) + float(world_to_camera[2, 3])
     lo, hi = float(z.min()), float(z.max())
     return max(0.9 * lo, 1e-3 * hi), 1.1 * hi
+
+
+def frontal_camera(verts: torch.Tensor, size: int, fov_y_deg: float = 20.0) -> Camera:
+    """A frontal portrait camera framed on a head mesh (world vertices, y up, face towards +z), size² pixels."""
+    f = head_frame(verts)
+    dist = f.half_height / math.tan(math.radians(fov_y_deg) / 2)
+    eye = (f.target[0], f.target[1], f.target[2] + dist)
+    return Camera.from_fov(fov_y_deg, size, size, look_at(eye, f.target), id="preview")
