@@ -8,7 +8,6 @@ problem and the valid choices, then exit with status 2. A `ckpt_path=...` overri
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import sys
@@ -22,6 +21,7 @@ from omegaconf.errors import ConfigKeyError
 
 import experiments  # noqa: F401  (registers resolvers)
 from experiments.errors import UsageError
+from uhrtex.checkpoint import newest_run_checkpoint
 
 CONFIG_MODULE = "experiments.configs"
 CONFIG_NAME = "config"
@@ -137,11 +137,10 @@ def resolve_resume(cfg: DictConfig, overrides: list[str]) -> list[str]:
         return overrides
     run_root = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
     if request == "last":
-        found = sorted(glob.glob(str(run_root / "*" / "checkpoints" / "last.ckpt")), key=os.path.getmtime)
-        if not found:
+        ckpt = newest_run_checkpoint(run_root)
+        if ckpt is None:
             raise UsageError(f"ckpt_path=last but no run of task '{cfg.task_name}' has checkpoints/last.ckpt under "
                              f"{run_root}; start a fresh run without ckpt_path")
-        ckpt = Path(found[-1])
     else:
         ckpt = Path(request).expanduser().resolve()
         if ckpt.is_dir():

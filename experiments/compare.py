@@ -34,7 +34,7 @@ from experiments.run_record import finish_wandb
 from experiments.subruns import (SMOKE_STAGE, compose_model, parent_overrides, plain, run_subrun,
                                  subrun_config)
 from uhrtex import maps
-from uhrtex.checkpoint import STAGES, build_stage, find_checkpoints, read_stage
+from uhrtex.checkpoint import STAGES, build_stage, newest_run_checkpoint, read_stage, stage_checkpoints
 from uhrtex.captures.format import Camera
 from uhrtex.captures.store import CaptureStore
 from uhrtex.common.io import atomic_path
@@ -85,18 +85,12 @@ def untrained_methods(cfg: DictConfig, input_size: int | None = None):
 
 
 def given_checkpoints(spec) -> dict[str, str]:
-    if isinstance(spec, (str, Path)):
-        found = {s: str(p) for s, p in find_checkpoints(spec).items()}
-        # A logs/ folder may also hold the guide-less HFDR of an earlier compare run: take the newest.
-        runs = sorted(Path(spec).glob("hfdr_patch_only/runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if runs:
-            found["patch_only"] = str(runs[-1])
-        return found
-    spec = dict(plain(spec))
-    missing = [s for s in STAGES if not spec.get(s)]
-    if missing:
-        raise ValueError(f"compare.checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
-    return {k: str(v) for k, v in spec.items() if v}
+    found = stage_checkpoints(spec if isinstance(spec, (str, Path)) else plain(spec), what="compare.checkpoints")
+    if isinstance(spec, (str, Path)):  # a logs/ folder may also hold the guide-less HFDR of an earlier compare run
+        patch_only = newest_run_checkpoint(Path(spec) / "hfdr_patch_only" / "runs")
+        if patch_only is not None:
+            found["patch_only"] = str(patch_only)
+    return found
 
 
 def lowres_size(cfg: DictConfig) -> int:
@@ -157,7 +151,7 @@ def test_store(cfg: DictConfig) -> str:
 
 def test_keys(cfg: DictConfig) -> list[str]:
     """The test split of data.store, or every capture of `compare.test_store` (subjects never trained on)."""
-    if not cfg.compare.get("test_store"):
+    if not (cfg.get("compare") or {}).get("test_store"):
         dm = instantiate(cfg.data)
         dm.prepare_data()
         dm.setup("test")
@@ -174,12 +168,13 @@ def test_keys(cfg: DictConfig) -> list[str]:
     if shared:
         raise ValueError(f"compare.test_store={path} shares subjects {shared} with data.store={cfg.data.store}, whose "
                          "subjects train the networks; render held-out subjects with captures.first_subject past them")
-    lightings = [{(s.meta(k).get("environment") or {}).get("id") for k in ks}
+    # the environments (each subject draws its own rotations of them)
+    lightings = [{str((s.meta(k).get("environment") or {}).get("id")).split("_r")[0] for k in ks}
                  for s, ks in ((held_out, keys), (trained, trained_keys))]
     if not lightings[0] <= lightings[1]:
-        raise ValueError(f"compare.test_store={path} has lightings {sorted(map(str, lightings[0] - lightings[1]))} "
-                         f"that data.store={cfg.data.store} was not rendered under; render it with the same renderer "
-                         "and captures.lightings")
+        raise ValueError(f"compare.test_store={path} has environments {sorted(lightings[0] - lightings[1])} that "
+                         f"data.store={cfg.data.store} was not rendered under; render it with the same renderer "
+                         "and captures.environments")
     return keys
 
 

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from experiments.subruns import plain
 from uhrtex.captures.format import Capture
 from uhrtex.captures.store import CaptureStore
-from uhrtex.checkpoint import STAGES, find_checkpoints
+from uhrtex.checkpoint import STAGES, stage_checkpoints
 
 log = logging.getLogger(__name__)
 PREFIX = "lowres_"
@@ -92,14 +92,8 @@ def train_lowres(cfg: DictConfig, size: int) -> dict[str, str]:
 def find_lowres_checkpoints(spec) -> dict[str, str]:
     """{stage: file} from a folder with `lowres_<stage>.ckpt`, `lowres_<stage>/checkpoints/last.ckpt` or
     `lowres_<stage>/runs/<newest>/checkpoints/last.ckpt` (a logs/ folder), or a {uv_normal, gde, hfdr} mapping."""
-    if not isinstance(spec, (str, Path)):
-        spec = dict(plain(spec))
-        missing = [s for s in STAGES if not spec.get(s)]
-        if missing:
-            raise ValueError(f"compare.lowres_checkpoints lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
-        return {s: str(spec[s]) for s in STAGES}
-    found = find_checkpoints(spec, prefix=PREFIX, what="compare.lowres_checkpoints")
-    return {s: str(p) for s, p in found.items()}
+    found = stage_checkpoints(spec if isinstance(spec, (str, Path)) else plain(spec), PREFIX, "compare.lowres_checkpoints")
+    return {s: found[s] for s in STAGES}
 
 
 def check_scale(rec, image: torch.Tensor) -> None:

@@ -29,7 +29,8 @@ def test_a_store_sharing_trained_subjects_is_refused(stores):
         compare_test_keys(_cfg(stores["trained"], stores["overlap"]))
 
 
-def test_a_store_under_other_lightings_is_refused(stores, monkeypatch):
+def test_a_store_under_other_environments_is_refused(stores, monkeypatch):
+    """Subjects draw their own rotations of the environments; an environment never trained under is refused."""
     meta = CaptureStore.meta
 
     def other_sky(self, key):
@@ -39,7 +40,7 @@ def test_a_store_under_other_lightings_is_refused(stores, monkeypatch):
         return m
 
     monkeypatch.setattr(CaptureStore, "meta", other_sky)
-    with pytest.raises(ValueError, match=r"lightings \['city_r000'\]"):
+    with pytest.raises(ValueError, match=r"environments \['city'\]"):
         compare_test_keys(_cfg(stores["trained"], stores["held_out"]))
 
 

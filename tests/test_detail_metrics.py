@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from uhrtex.maps import TEXTURE
 from uhrtex.metrics import Evaluator
-from uhrtex.metrics.detail import (_blur, band_correlation, band_energy, band_mask, band_psnr, band_radius, band_sigma,
+from uhrtex.common.imaging import gaussian_blur as _blur
+from uhrtex.metrics.detail import (band_correlation, band_energy, band_mask, band_psnr, band_radius, band_sigma,
                                    detail_metrics, high_pass, hf_energy_ratio, radial_power_spectrum, spectrum_figure)
 
 N = 192

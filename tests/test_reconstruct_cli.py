@@ -251,7 +251,7 @@ def test_glb_imports_in_blender(scene, recon_ckpts, tmp_path, capsys):
 
 
 def test_cropped_camera_follows_the_crop(scene):
-    from experiments.reconstruct import cropped_camera
+    from uhrtex.pipeline.portrait import cropped_camera
     from uhrtex.unwrap.mesh import load_camera, load_obj
 
     cam, mesh = load_camera(scene["camera"]), load_obj(scene["mesh"])

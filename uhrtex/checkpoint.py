@@ -120,6 +120,24 @@ def read_stage(path: str | os.PathLike, stage: str, what: str | None = None) -> 
                        meta.get("upstream") or {})
 
 
+def newest_run_checkpoint(runs_dir: str | os.PathLike) -> Path | None:
+    """`<runs_dir>/<newest run>/checkpoints/last.ckpt` (by modification time), or None: the one home of "the
+    latest run" (resume with ckpt_path=last, a logs/ folder given as checkpoints)."""
+    runs = sorted(Path(runs_dir).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def stage_checkpoints(spec, prefix: str = "", what: str = "--ckpt") -> dict[str, str]:
+    """{stage: file} from a folder (`find_checkpoints`) or a {uv_normal, gde, hfdr[, ...]} mapping (extra keys kept)."""
+    if isinstance(spec, (str, os.PathLike)):
+        return {s: str(p) for s, p in find_checkpoints(spec, prefix, what).items()}
+    spec = dict(spec)
+    missing = [s for s in STAGES if not spec.get(s)]
+    if missing:
+        raise CheckpointError(f"{what} lacks {missing}; give a folder (e.g. logs/) or all of {list(STAGES)}")
+    return {k: str(v) for k, v in spec.items() if v}
+
+
 def find_checkpoints(directory: str | os.PathLike, prefix: str = "", what: str = "--ckpt") -> dict[str, Path]:
     """{stage: file} from `DIR/<prefix><stage>.ckpt`, `DIR/<prefix><stage>/checkpoints/last.ckpt` or
     `DIR/<prefix><stage>/runs/<newest run>/checkpoints/last.ckpt` (a `logs/` folder works). `prefix` names runs of
@@ -131,10 +149,8 @@ def find_checkpoints(directory: str | os.PathLike, prefix: str = "", what: str =
     found, missing = {}, []
     for stage in STAGES:
         name = prefix + stage
-        candidates = [d / f"{name}.ckpt", d / name / "checkpoints" / "last.ckpt"]
-        runs = sorted((d / name / "runs").glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        candidates += runs[::-1]
-        hit = next((p for p in candidates if p.is_file()), None)
+        candidates = [d / f"{name}.ckpt", d / name / "checkpoints" / "last.ckpt", newest_run_checkpoint(d / name / "runs")]
+        hit = next((p for p in candidates if p is not None and p.is_file()), None)
         if hit is None:
             missing.append(name)
         else:

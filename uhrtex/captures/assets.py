@@ -38,7 +38,8 @@ from uhrtex.captures.gltf_mesh import read_gltf
 from uhrtex.captures.heads import to_raster
 from uhrtex.captures.heads.skin import MAP_CHANNELS
 from uhrtex.render.mesh import RenderMesh, read_obj
-from uhrtex.common.io import SUFFIXES, linear_to_srgb, read_image
+from uhrtex.common.imaging import linear_to_srgb
+from uhrtex.common.io import SUFFIXES, read_image
 
 DEFAULTS = {"uv_layout": None, "subject": None, "scale": 1.0, "up": "+y", "forward": "+z",
             "normal_convention": "opengl", "specular_kind": "specular"}

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
+from uhrtex.common import imaging
 from uhrtex.common import io as uio
 from uhrtex.captures.format import Capture, CaptureError, split_key
 from uhrtex.captures.store import CaptureStore
@@ -106,7 +107,7 @@ def read_map(path: Path, name: str, size: tuple[int, int] | None) -> torch.Tenso
     except uio.ImageError as e:
         raise IngestError(str(e)) from e
     if exr and name in SRGB_MAPS:
-        return uio.linear_to_srgb(x).clamp(0, 1)  # display-referred like a photo: highlights clip
+        return imaging.linear_to_srgb(x).clamp(0, 1)  # display-referred like a photo: highlights clip
     if exr and name in NORMAL_MAPS:
         return encode_normal(_in_range(path, x, -1.0, 1.0))
     return _in_range(path, x)

@@ -39,18 +39,6 @@ def _fail(path, problem: str, fix: str) -> ImageError:
 # ------------------------------------------------------------------------------------------ colour
 
 
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded [0, 1] -> linear (IEC 61966-2-1 piecewise curve)."""
-    x = x.clamp_min(0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear -> sRGB-encoded; values above 1 stay above 1 (clamp afterwards for display)."""
-    x = x.clamp_min(0)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-
-
 # ------------------------------------------------------------------------------------------ reading
 
 
@@ -91,19 +79,24 @@ def _decode_ldr(path: Path) -> np.ndarray:
     return arr
 
 
-def read_exr_channels(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All channels of a single-part EXR as float32 H x W arrays, keyed by channel name (finite-checked)."""
+def read_exr_channels(path: str | os.PathLike, all_parts: bool = False, check_finite: bool = True
+                      ) -> dict[str, np.ndarray]:
+    """The channels of an EXR as float32 H x W arrays, keyed by channel name: the first part's, or with `all_parts`
+    every part's (Blender's multilayer files: one part per pass). The one EXR reader of uhrtex."""
     path = Path(path)
     _check_file(path)
     import OpenEXR
 
     try:
         f = OpenEXR.File(str(path), separate_channels=True)
-        channels = {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in f.parts[0].channels.items()}
+        parts = f.parts if all_parts else f.parts[:1]
+        channels = {name: np.asarray(ch.pixels, dtype=np.float32) for part in parts for name, ch in part.channels.items()}
     except Exception as e:  # noqa: BLE001 - OpenEXR raises bare RuntimeErrors with multi-line text
         msg = " ".join(str(e).split())[:200]
         raise _fail(path, f"corrupt or truncated EXR ({msg})", "re-write or re-render the file") from e
-    for name, px in channels.items():
+    if not channels:
+        raise _fail(path, "corrupt or truncated EXR (no readable part)", "re-write or re-render the file")
+    for name, px in channels.items() if check_finite else ():
         bad = int((~np.isfinite(px)).sum())
         if bad:
             raise _fail(path, f"channel '{name}' has {bad} NaN/Inf values",

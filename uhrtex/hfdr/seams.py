@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import torch
 import torch.nn.functional as F
 
@@ -43,11 +44,9 @@ EDGE_ROWS = 3  # keep_detail: rows each side's continuation past the seam is anc
 
 
 def gaussian_taps(size: int, sigma: float, dtype=torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian with the odd tap count 2·⌊size/2⌋+1 (see module doc)."""
+    """Normalised 1-D Gaussian with the odd tap count 2·⌊size/2⌋+1 (see module doc; kornia's kernel)."""
     r = max(int(size) // 2, 0)
-    offsets = torch.arange(-r, r + 1, dtype=torch.float64)
-    g = torch.exp(-(offsets**2) / (2.0 * float(sigma) ** 2))
-    return (g / g.sum()).to(dtype)
+    return kornia.filters.get_gaussian_kernel1d(2 * r + 1, float(sigma), device="cpu", dtype=torch.float64).reshape(-1).to(dtype)
 
 
 def seam_positions(size: int, patch: int, offset: int = 0) -> list[int]:

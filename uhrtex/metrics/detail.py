@@ -30,7 +30,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from uhrtex.common.imaging import erode, gaussian_blur
 
 from uhrtex.maps import TEXTURE, Layout
 
@@ -50,22 +51,6 @@ def band_radius(factor: float) -> int:
     return math.ceil(TRUNCATE * band_sigma(factor))
 
 
-def _blur(x: torch.Tensor, sigma: float, radius: int, mode: str = "reflect") -> torch.Tensor:
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k, c = (k / k.sum()).to(x.dtype), x.shape[1]
-    y = F.pad(x, (radius, radius, 0, 0), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, radius, radius), mode=mode)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def _erode(mask: torch.Tensor, radius: int, mode: str = "reflect") -> torch.Tensor:  # constant: off-frame = outside
-    outside = F.pad(1.0 - mask.float(), (radius,) * 4, mode=mode, **({"value": 1.0} if mode == "constant" else {}))
-    k = 2 * radius + 1  # a square structuring element, as two separable 1-D max-pools
-    return F.max_pool2d(F.max_pool2d(outside, (1, k), stride=1), (k, 1), stride=1) < 0.5
-
-
 def high_pass(x: torch.Tensor, factor: float = 8) -> torch.Tensor:
     """The detail band of B x C x H x W maps: x - Gaussian(x), sigma = `band_sigma(factor)`."""
     r = band_radius(factor)
@@ -73,7 +58,7 @@ def high_pass(x: torch.Tensor, factor: float = 8) -> torch.Tensor:
         raise ValueError(f"need B x C x H x W maps larger than {r} px a side for factor {factor}, got "
                          f"{tuple(x.shape)}; use a smaller factor or larger maps")
     x = x.float()
-    return x - _blur(x, band_sigma(factor), r)
+    return x - gaussian_blur(x, band_sigma(factor), r)
 
 
 def band_mask(mask: torch.Tensor | None, like: torch.Tensor, factor: float = 8) -> torch.Tensor:
@@ -84,7 +69,7 @@ def band_mask(mask: torch.Tensor | None, like: torch.Tensor, factor: float = 8) 
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != b or mask.shape[2:] != like.shape[2:]:
         raise ValueError(f"mask {tuple(mask.shape)} must be B x 1 x H x W = {(b, 1, h, w)}; pass one mask channel "
                          "per sample at the maps' size")
-    return _erode(mask > 0.5, band_radius(factor))
+    return erode(mask, band_radius(factor), border="reflect")
 
 
 def _check(pred: torch.Tensor, gt: torch.Tensor) -> None:
@@ -183,8 +168,8 @@ def radial_power_spectrum(x: torch.Tensor, mask: torch.Tensor | None = None, tap
     else:
         if mask.shape != (b, 1, h, w):
             raise ValueError(f"mask {tuple(mask.shape)} must be B x 1 x H x W = {(b, 1, h, w)}")
-        m = _erode(mask > 0.5, taper, mode="constant").float()
-        win = _blur(m, max(taper / 3, 0.5), taper, mode="constant")  # 0 beyond the original mask, smooth edge
+        m = erode(mask, taper, border="constant").float()
+        win = gaussian_blur(m, max(taper / 3, 0.5), taper, border="constant")  # 0 beyond the original mask, smooth edge
     wsum = win.sum((2, 3), keepdim=True)
     mean = (x * win).sum((2, 3), keepdim=True) / wsum.clamp_min(1e-12)
     spec = torch.fft.fft2((x - mean) * win).abs().pow(2).mean(1) / win.pow(2).sum((1, 2, 3))[:, None, None].clamp_min(1e-12)

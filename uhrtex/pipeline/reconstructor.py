@@ -34,7 +34,7 @@ from torch import nn
 from uhrtex import maps
 
 from uhrtex.common import precision as _precision
-from uhrtex.bundle import load_bundle, save_bundle
+from uhrtex.bundle import load_bundle, save_bundle, shipped_bundle
 from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
 from uhrtex.hfdr.patches import Box
 from uhrtex.hfdr.seams import PAPER_BAND, PAPER_KERNEL, PAPER_SIGMA, smooth_seams
@@ -144,14 +144,15 @@ class Reconstructor:
         return cls.from_records(records, sizes, **kwargs)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> Reconstructor:
-        """A checkpoint directory or a bundle file."""
+    def load(cls, path: str | os.PathLike | None = None, **kwargs) -> Reconstructor:
+        """A checkpoint directory or a bundle file; None: the model that ships with uhrtex (`bundle.shipped_bundle`)."""
+        path = shipped_bundle() if path is None else path
         return cls.from_bundle(path, **kwargs) if os.path.isfile(path) else cls.from_checkpoints(path, **kwargs)
 
-    def export_bundle(self, path: str | os.PathLike) -> None:
+    def export_bundle(self, path: str | os.PathLike, half: bool = False, meta: Mapping | None = None) -> None:
         if set(self.records) != set(STAGES):
             raise CheckpointError("export_bundle needs a Reconstructor built from checkpoints or a bundle")
-        save_bundle(path, self.records, self.sizes)
+        save_bundle(path, self.records, self.sizes, half, meta)
 
     @property
     def sizes(self) -> dict[str, int]:

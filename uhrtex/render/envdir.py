@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uhrtex.common.io import LDR_SUFFIXES
+from uhrtex.common.io import LDR_SUFFIXES, read_exr_channels
 
 ENV_SUFFIXES = (".exr", ".hdr")
 PREFIX = "env-"
@@ -66,16 +66,14 @@ def _decode(path: Path) -> np.ndarray:
             raise RuntimeError("OpenCV cannot decode it")
         arr = arr[..., None] if arr.ndim == 2 else arr[..., 2::-1]  # BGR -> RGB
         return arr.astype(np.float32)
-    import OpenEXR
-
-    chans = OpenEXR.File(str(path), separate_channels=True).parts[0].channels
+    chans = read_exr_channels(path, check_finite=False)  # NaN/Inf are counted below, with the fix
     leaf = {}
     for k in chans:  # first channel of each leaf name (plain R/G/B/Y, or a layer's "Combined.R")
         leaf.setdefault(k.rsplit(".", 1)[-1].upper(), k)
     names = [leaf[c] for c in "RGB"] if all(c in leaf for c in "RGB") else [leaf["Y"]] if "Y" in leaf else None
     if names is None:
         raise RuntimeError(f"no R, G, B or Y channels (has {sorted(chans)[:6]})")
-    return np.stack([np.asarray(chans[n].pixels, dtype=np.float32) for n in names], -1)
+    return np.stack([chans[n] for n in names], -1)
 
 
 def read_environment(path: str | Path, clamp_negative: bool = False) -> torch.Tensor:

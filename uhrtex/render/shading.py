@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from uhrtex.common.io import linear_to_srgb, srgb_to_linear
+from uhrtex.common.imaging import linear_to_srgb, srgb_to_linear
 from uhrtex.maps import TEXTURE, decode_normal
 from uhrtex.raster import Renderer
 from uhrtex.render.camera import CV_FROM_GL, Camera

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex import maps as M
+from uhrtex.common.imaging import gaussian_blur
 from uhrtex.unwrap.mesh import Mesh
 
 __all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "template_face_mesh"]
@@ -106,18 +107,13 @@ def is_unified_layout(mesh: Mesh) -> bool:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian on 1×C×H×W via a downsampled copy when sigma is large (cheap at 8K)."""
+    """Gaussian on 1×C×H×W through a downsampled copy when sigma is large (cheap at 8K): kornia's blur, replicate
+    borders, on an f× area-pooled copy with sigma/f, upsampled back."""
     if sigma < 0.5:
         return x
     f = max(1, int(sigma // 4))
     small = F.avg_pool2d(x, f) if f > 1 else x
-    s = sigma / f
-    r = int(3 * s)
-    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * s * s))
-    g = (g / g.sum()).to(x.dtype)
-    c = small.shape[1]
-    y = F.conv2d(F.pad(small, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    y = gaussian_blur(small, sigma / f, int(3 * sigma / f), border="replicate")
     return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if f > 1 else y
 
 
@@ -132,7 +128,7 @@ def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
     out = w·tex + (1 − w)·template', w = max(coverage, gaussian(coverage)); where w = 1 that is tex, so the
     template is converted and blended only on the texels with w < 1, and the gains are sums over the observed
     texels (coverage > 0) only. `inplace`: the results overwrite `textures` (no second full-size copy)."""
-    from uhrtex.common.io import linear_to_srgb, srgb_to_linear
+    from uhrtex.common.imaging import linear_to_srgb, srgb_to_linear
 
     res = coverage.shape[-1]
     cov = coverage[None].float()

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from uhrtex.render.camera import Camera
+from uhrtex.common.imaging import erode
 from uhrtex.unwrap.mesh import Mesh, MeshError, check_camera
 from uhrtex.hfdr.patches import Box, sample_global
 from uhrtex.raster import Renderer
@@ -84,8 +85,8 @@ def _binary_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _erode(m: torch.Tensor, px: int = 1) -> torch.Tensor:
-    """Binary 1×1×H×W erosion by a (2px+1)² square (pixels touching the outside are dropped)."""
-    return -F.max_pool2d(-m, 2 * px + 1, stride=1, padding=px) if px > 0 else m
+    """Binary 1×1×H×W erosion by a (2px+1)² square; the frame's outside does not erode (`imaging.erode`)."""
+    return erode(m, px, border="replicate").to(m.dtype) if px > 0 else m
 
 
 def _sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from uhrtex.render.camera import Camera
 from uhrtex.common.disk_cache import cached, source_digest
+from uhrtex.common.imaging import erode
 from uhrtex.unwrap.mesh import Mesh
 from uhrtex.raster import Renderer
 from uhrtex.raster.uv_layout import UVLayoutRaster, barycentric_forms, rasterize_uv_layout, texel_centres
@@ -113,7 +114,7 @@ def depth_buffer(mesh: Mesh, camera: Camera, res: int, renderer: Renderer) -> tu
 def _inside_mask(mask: torch.Tensor) -> torch.Tensor:
     """1×1×H×W: the face mask eroded by one pixel, so a bilinear sample of 1 means all four taps are on it."""
     m = (mask.reshape(1, 1, *mask.shape[-2:]) > 0.5).float()
-    return -F.max_pool2d(-m, 3, stride=1, padding=1)
+    return erode(m, 1, border="replicate").to(m.dtype)
 
 
 def _face_normals(pos: torch.Tensor) -> torch.Tensor:

@@ -74,14 +74,11 @@ def run_scene(job: dict, job_path: Path, timeout: float | None = None) -> Path:
 
 def read_multilayer(exr: Path) -> dict:
     """Every channel of every part (Blender 5 writes one part per pass) -> {"<Layer>.<C>": H x W float32}."""
-    import numpy as np
-    import OpenEXR
-
     try:
-        f = OpenEXR.File(str(exr), separate_channels=True)
-        return {".".join(k.split(".")[-2:]): np.asarray(c.pixels, dtype=np.float32) for part in f.parts for k, c in part.channels.items()}
-    except Exception as e:  # noqa: BLE001 - OpenEXR raises bare RuntimeErrors
-        raise BlenderError(f"{exr}: cannot read Blender's EXR ({' '.join(str(e).split())[:120]}); re-render") from e
+        chans = uio.read_exr_channels(exr, all_parts=True, check_finite=False)
+    except uio.ImageError as e:
+        raise BlenderError(f"Blender's EXR: {e}; re-render") from e
+    return {".".join(k.split(".")[-2:]): v for k, v in chans.items()}
 
 
 def split_passes(exr: Path, folder: Path) -> None:

@@ -17,7 +17,7 @@ from uhrtex.captures.heads import layout as L
 from uhrtex.captures.heads.noise import fbm, smoothstep, value_noise
 from uhrtex.captures.heads.skin import F0_PER_SPECULAR, REGION_GAIN
 from uhrtex.captures.heads.subject import Subject
-from uhrtex.common.io import linear_to_srgb
+from uhrtex.common.imaging import linear_to_srgb
 from uhrtex.head_model import ict_model
 
 FLAT_NORMAL = (0.5, 0.5, 1.0)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from uhrtex.captures.heads import layout as L
 from uhrtex.captures.heads.noise import fbm, smoothstep, value_noise, worley
 from uhrtex.captures.heads.subject import Subject
-from uhrtex.common.io import linear_to_srgb
+from uhrtex.common.imaging import linear_to_srgb
 
 TILE_TEXELS = 1 << 20
 MAP_CHANNELS = {"albedo": 3, "micronormal": 3, "specular": 1}
