@@ -39,15 +39,22 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+INHERITED_GROUPS = ("preset", "method")
+
+
 def parent_overrides(cfg: DictConfig) -> list[str]:
     """The parent's command-line overrides a sub-run inherits, plus its seed, run name and paths (from `cfg`, so
     a per-seed copy of the parent config gives per-seed sub-runs)."""
     try:
-        task = list(HydraConfig.get().overrides.task)
+        hc = HydraConfig.get()
+        task, choices = list(hc.overrides.task), dict(hc.runtime.choices)
     except ValueError:  # no Hydra config set (direct call)
-        task = []
+        task, choices = [], {}
     keep = [o for o in normalize_overrides(task)
             if not any(_key(o) == k or _key(o).startswith((k + ".", k + "/")) for k in PARENT_ONLY)]
+    # The scale and the recipe as the parent resolved them: an exp may choose them in its own defaults
+    # (exp/release.yaml: preset=detail), which a sub-run composing another exp would not see.
+    keep += [f"{g}={choices[g]}" for g in INHERITED_GROUPS if g in choices and not any(_key(o) == g for o in keep)]
     return [*keep, f"seed={cfg.seed}", f"run_name={cfg.run_name}", f"paths.root_dir={cfg.paths.root_dir}",
             f"paths.log_dir={cfg.paths.log_dir}", f"paths.data_dir={cfg.paths.data_dir}"]
 

@@ -75,3 +75,16 @@ def save_png(path: str | os.PathLike, x: torch.Tensor) -> None:
         (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
+
+
+TITLE_HEIGHT = 18
+
+
+def titled(x: torch.Tensor, text: str, height: int = TITLE_HEIGHT) -> torch.Tensor:
+    """A 3×H×W picture with a dark title row of `height` px above it (figures, report rows)."""
+    from PIL import ImageDraw
+
+    row = Image.new("RGB", (x.shape[-1], height), (24, 24, 24))
+    ImageDraw.Draw(row).text((6, 3), text, fill=(230, 230, 230))
+    top = torch.from_numpy(np.array(row, dtype=np.float32) / 255).permute(2, 0, 1)
+    return torch.cat([top.to(x), x.float()], -2)
