@@ -16,7 +16,7 @@ import torch
 from omegaconf import open_dict
 
 from uhrtex.render.mesh import MeshError
-from uhrtex.common.io import srgb_to_linear
+from uhrtex.common.imaging import srgb_to_linear
 
 # slow: the fixture may build .venv-blender (a ~400 MB bpy download) and each Cycles render takes tens of seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:raster. using the pure-torch backend")]
@@ -65,21 +65,29 @@ def agree_geometry(ours, theirs) -> dict[str, float]:
     err = {"mask_xor": int(((m_ours > 0) ^ (m_theirs > 0)).sum()), "mask_partial": int(((m_ours > 0) & (m_ours < 1) | (m_theirs > 0) & (m_theirs < 1)).sum())}
     assert err["mask_xor"] + err["mask_partial"] <= 0.01 * (m_ours > 0).sum()  # silhouettes agree to a few edge pixels
     both = (m_ours == 1) & (m_theirs == 1)
+    # Inside the face tile a few pixels straddle a self-occlusion edge (the chin over the neck, an ear's rim): Cycles
+    # averages its samples across the edge, the rasterizer takes the nearer surface. They may exceed the tolerance,
+    # up to 0.2 % of the pixels (measured: 2 of 2,596 at 96², both at the chin).
     for name, tol in (("uv", 5e-3), ("normal", 2e-2), ("micronormal", 5e-3), ("specular", 5e-3), ("albedo", 1e-2)):
-        err[name] = float((ours.maps[name][:, both] - theirs.maps[name][:, both]).abs().max())
-        assert err[name] <= tol, (name, err[name])
+        diff = (ours.maps[name][:, both] - theirs.maps[name][:, both]).abs().amax(0)
+        err[name] = float(diff.max())
+        err[f"{name}_over_tol"] = int((diff > tol).sum())
+        assert err[f"{name}_over_tol"] <= max(2, 0.002 * diff.numel()), (name, err[name], err[f"{name}_over_tol"])
     return err
 
 
-def agree_radiance(ours, theirs) -> dict[str, float]:
-    """Blender vs built-in tolerances of the image; returns the measured differences."""
+def agree_radiance(ours, theirs, background: bool = True) -> dict[str, float]:
+    """Blender vs built-in tolerances of the image; returns the measured differences. `background=False`: one side
+    draws more of the head than the face tile (a face-only asset beside the whole ICT head), so only the face counts."""
     m = (ours.maps["mask"][0] > 0) & (theirs.maps["mask"][0] > 0)
     bg = (ours.maps["mask"][0] == 0) & (theirs.maps["mask"][0] == 0)
     a, b = ours.maps["image"], theirs.maps["image"]
     la, lb = srgb_to_linear(a[:, m]).mean(1), srgb_to_linear(b[:, m]).mean(1)
     err = {"background_mean": float((a[:, bg] - b[:, bg]).abs().mean()), "face_mean": float((a[:, m] - b[:, m]).abs().mean()),
            "face_luminance_ratio": float((la / lb - 1).abs().max())}
-    assert err["background_mean"] < 2e-3  # the same environment map, orientation and exposure
+    # the same environment map, orientation and exposure (Cycles filters the map differently: 3.9e-3 measured at
+    # the 35-135 mm cameras, whose long lenses magnify the background)
+    assert err["background_mean"] < 5e-3 or not background
     assert err["face_luminance_ratio"] < 0.25, (la, lb)  # no shadows / interreflection in the built-in one
     assert err["face_mean"] < 0.08
     return err
@@ -98,36 +106,36 @@ def _report(what: str, err: dict) -> None:
 
 
 def test_asset_folder_renders_like_the_procedural_head(blender, tmp_path):
-    """`make_captures captures.assets=DIR captures.renderer=blender` on head 3 exported as an asset folder (with the
-    procedural heads' fixed camera) gives the procedural Blender capture of head 3 (same camera and lighting)."""
+    """`make_captures captures.assets=DIR captures.renderer=blender` on head 3's face tile exported as an asset folder
+    gives the procedural Blender capture of head 3 seen through the asset's camera (same lighting): the same GT maps
+    and face radiance."""
     from experiments.make_captures import make_captures
     from tests.helpers.hydra_run import CPU_OVERRIDES, compose
     from uhrtex.captures.blender import render_capture as blender_render
-    from uhrtex.render.environments import resolve_lighting
     from uhrtex.captures.format import Capture
     from uhrtex.captures.heads.export import export_asset
     from uhrtex.captures.store import CaptureStore
 
-    export_asset(3, RES, tmp_path / "assets" / "head3")
+    export_asset(3, RES, tmp_path / "assets" / "head3", face_only=True)
     cfg = compose(["+exp=make_captures", "preset=cpu", *CPU_OVERRIDES, f"captures.assets={tmp_path / 'assets'}",
                    "captures.renderer=blender", f"captures.resolution={RES}", "captures.lightings=1", "captures.global_sizes=[24]",
                    "captures.progress=false", f"data.store={tmp_path / 'store'}"], tmp_path)
     with open_dict(cfg):
-        cfg.captures.render = {"framing": "fixed", "samples": SPP, "workdir": str(tmp_path / "work")}
+        cfg.captures.render = {"samples": SPP, "workdir": str(tmp_path / "work")}
     t0 = time.perf_counter()
     assert make_captures(cfg)["captures/written"] == 1
     seconds = time.perf_counter() - t0
     store = CaptureStore(tmp_path / "store")
     assert store.keys() == ["head0003__l00__c00"]
     asset = Capture(store.read("head0003__l00__c00"), store.meta("head0003__l00__c00"))
-    proc = blender_render(3, resolve_lighting(0)[0], 0, RES, samples=SPP, workdir=tmp_path / "work")
+    proc = blender_render(3, asset.meta["environment"]["id"], 0, RES, samples=SPP, workdir=tmp_path / "work", camera=asset.camera)
     meta = asset.meta
     assert meta["renderer"] == "blender" and meta["mesh"]["kind"] == "asset" and meta["subject"] == "head0003"
     assert meta["camera"]["world_to_camera"] == proc.meta["camera"]["world_to_camera"]
     assert meta["environment"] == proc.meta["environment"] and meta["blender"]["samples"] == SPP
     print(f"asset capture through make_captures: {seconds:.1f} s (Cycles {meta['blender']['seconds']} s)")
     _report("asset vs procedural (both Blender), geometry", agree_geometry(proc, asset))
-    _report("asset vs procedural (both Blender), radiance", agree_radiance(proc, asset))
+    _report("asset vs procedural (both Blender), radiance", agree_radiance(proc, asset, background=False))
 
 
 def test_converted_glb_asset_renders_like_the_obj_asset(blender, tmp_path):
@@ -143,7 +151,7 @@ def test_converted_glb_asset_renders_like_the_obj_asset(blender, tmp_path):
     from uhrtex.captures.render import render_capture
     from uhrtex.common.io import read_image, write_png
 
-    files = export_asset(3, RES, tmp_path / "obj" / "head3")
+    files = export_asset(3, RES, tmp_path / "obj" / "head3", face_only=True)
     dst = tmp_path / "glb" / "head3"
     dst.mkdir(parents=True)
     shutil.copy(files["albedo"], dst / "albedo.png")

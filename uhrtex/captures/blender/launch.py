@@ -122,7 +122,8 @@ def render_folder(folder: str | Path, *, obj, albedo=None, normal=None, specular
            "output": str((folder / RENDER_FILE).resolve())}
     if materials:
         job["materials"] = {m: {**{k: resolve(d[k]) for k in ("albedo", "normal", "specular")}, "gt": bool(d["gt"]),
-                                "subsurface": float(d.get("subsurface", 0.0))} for m, d in materials.items()}
+                                "subsurface": float(d.get("subsurface", 0.0)),
+                                "uv_offset": [float(x) for x in d.get("uv_offset", (0.0, 0.0))]} for m, d in materials.items()}
     else:
         job.update(albedo=resolve(albedo), normal=resolve(normal), specular=resolve(specular))
     if mesh_to_world is not None:
@@ -171,11 +172,12 @@ SKIN_SUBSURFACE = 0.2  # Principled subsurface weight of the skin materials (the
 
 def head_materials(files: dict[str, Path]) -> dict[str, dict]:
     """An exported ICT head's per-material maps as `render_folder(materials=...)` wants them."""
+    from uhrtex.captures.heads.layout import TILE_OFFSETS
     from uhrtex.head_model import FACE_MATERIAL, RENDER_MATERIALS
 
     return {m: {"albedo": files[f"{m}_albedo"], "normal": files[f"{m}_micronormal"], "specular": files[f"{m}_specular"],
-                "gt": m == FACE_MATERIAL, "subsurface": SKIN_SUBSURFACE if m in ("M_Face", "M_BackHead") else 0.0}
-            for m in RENDER_MATERIALS}
+                "gt": m == FACE_MATERIAL, "subsurface": SKIN_SUBSURFACE if m in ("M_Face", "M_BackHead") else 0.0,
+                "uv_offset": (TILE_OFFSETS[m], 0.0)} for m in RENDER_MATERIALS}
 
 
 def noise_seed(subject: str, camera_seed: int) -> int:
@@ -206,12 +208,13 @@ def asset_maps(asset, root: Path) -> dict[str, Path]:
 
 def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolution: int, texture_resolution: int | None = None,
                    samples: int = 64, workdir: str | Path | None = None, keep_folder: bool = False, threads: int | None = None,
-                   timeout: float | None = None, environments=None, asset=None, camera_jitter: bool = True, **_):
+                   timeout: float | None = None, environments=None, asset=None, camera_jitter: bool = True,
+                   camera: Camera | None = None, **_):
     """The Blender twin of `uhrtex.captures.render.render_capture`: same asset, camera and lighting -> Capture.
 
     `environments`: a folder of your own equirect HDR maps, extra lightings as in the built-in renderer.
     `asset`: a loaded head asset (`uhrtex.captures.assets.Asset`) instead of the procedural head of `subject_seed`:
-    Cycles reads its mesh and maps, placed by its scale and axes."""
+    Cycles reads its mesh and maps, placed by its scale and axes. `camera`: render through it instead of drawing one."""
     import tempfile
 
     from uhrtex.captures.assets import axes_rotation
@@ -231,7 +234,10 @@ def render_capture(subject_seed: int | None, lighting, camera_seed: int, resolut
         files = {"obj": asset.obj, **asset_maps(asset, root / "assets")}
         verts, mesh_meta = asset.mesh().verts, asset.meta()
         to_world = (float(s["scale"]) * axes_rotation(s["up"], s["forward"])).tolist()
-    cam, cam_params = framed_camera(verts, camera_seed, resolution, camera_jitter, subject_seed if asset is None else None)
+    if camera is None:
+        cam, cam_params = framed_camera(verts, camera_seed, resolution, camera_jitter, subject_seed if asset is None else None)
+    else:
+        cam, cam_params = camera.scaled(resolution, resolution), {"given": True}
     name, env_source = resolve_lighting(lighting, environments, int(subject_seed) if asset is None else 0)
     folder = root / "captures" / f"{mesh_meta['subject']}__{name}__c{camera_seed:02d}_{resolution}_{samples}"
     maps = ({"materials": head_materials(files)} if asset is None else

@@ -7,7 +7,7 @@ job.json (written by launch.py; any user head works the same way):
     obj                       OBJ, glTF or GLB with UVs (ours: y up, face +z; imported with Blender's Y-up -> Z-up conversion)
     mesh_to_world             optional 3 x 3: the file's axes and units -> ours (an asset's scale and up/forward axes)
     albedo, normal, specular  texture files (albedo sRGB; tangent-space OpenGL normal map; specular linear)
-    materials                 optional {material name: {albedo, normal, specular, gt, subsurface}}: one node material per
+    materials                 optional {material: {albedo, normal, specular, gt, subsurface, uv_offset}}: one node material per
                               material slot of the file (OBJ `usemtl` groups, e.g. ICT's M_Face ...) instead of the three
                               files above; `gt` false: AOVs 0 and mask 0 there (drawn, not ground truth); textures
                               repeat, so tiles side by side in u (ICT's) read their own image
@@ -124,8 +124,9 @@ def _image(path, colorspace):
     return img
 
 
-def head_material(job, uv_name, gt=True, subsurface=0.0, extension="EXTEND", name="uhrtex_head"):
-    """One node material from job["albedo" / "normal" / "specular"]; `gt` false: every AOV and the mask are 0."""
+def head_material(job, uv_name, gt=True, subsurface=0.0, uv_offset=(0.0, 0.0), name="uhrtex_head"):
+    """One node material from job["albedo" / "normal" / "specular"]; `gt` false: every AOV and the mask are 0;
+    `uv_offset`: the material's UV tile (ICT's sit side by side in u), subtracted before the lookup."""
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     nt = mat.node_tree
@@ -133,13 +134,20 @@ def head_material(job, uv_name, gt=True, subsurface=0.0, extension="EXTEND", nam
     N, L = nt.nodes.new, nt.links.new
     uvmap = N("ShaderNodeUVMap")
     uvmap.uv_map = uv_name
+    lookup = uvmap.outputs["UV"]
+    if any(uv_offset):
+        shift = N("ShaderNodeVectorMath")
+        shift.operation = "SUBTRACT"
+        L(uvmap.outputs["UV"], shift.inputs[0])
+        shift.inputs[1].default_value = (float(uv_offset[0]), float(uv_offset[1]), 0.0)
+        lookup = shift.outputs["Vector"]
     tex = {}
     for key, cs in (("albedo", "sRGB"), ("normal", "Non-Color"), ("specular", "Non-Color")):
         t = N("ShaderNodeTexImage")
         t.image = _image(job[key], cs)
         t.interpolation = "Linear"
-        t.extension = extension  # EXTEND = boundary_mode "clamp" of the built-in renderer; REPEAT: tiles side by side
-        L(uvmap.outputs["UV"], t.inputs["Vector"])
+        t.extension = "EXTEND"  # = boundary_mode "clamp" of the built-in renderer
+        L(lookup, t.inputs["Vector"])
         tex[key] = t
     bsdf = N("ShaderNodeBsdfPrincipled")
     bsdf.inputs["Roughness"].default_value = float(job.get("roughness", 0.45))
@@ -251,7 +259,7 @@ def render(job):
                     raise SceneError(f"{job['obj']}: material slot {base!r} has no maps in the job")
                 if base not in mats:
                     mats[base] = head_material({**job, **spec}, uv_name, bool(spec["gt"]), float(spec.get("subsurface", 0)),
-                                               "REPEAT", f"uhrtex_{base}")
+                                               spec.get("uv_offset", (0.0, 0.0)), f"uhrtex_{base}")
                 slot.material = mats[base]
     else:
         mat = head_material(job, uv_name)
