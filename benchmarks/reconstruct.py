@@ -24,6 +24,10 @@ the rest), `gemm_fp32_s` (one 4096² fp32 torch.mm, best of several, before and 
 (the unwrap's own steps). The cache folder (`uhrtex.common.disk_cache`: the template's textures, the mesh's UV layout)
 is warm as on any repeat run with the same mesh (filled by a child process before the timed run);
 `--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which.
+
+`--cli` times the user's command as a whole process (`python -m experiments.reconstruct`, cold caches, face crop on,
+skimage's astronaut resized to --size): `cli_s`, `cli_gemms` = cli_s / one 4096² fp32 GEMM, and
+`outside_manifest_s` (start-up, imports, loading, decoding: what the manifest's timings do not see).
 """
 
 from __future__ import annotations
@@ -213,6 +217,42 @@ def end_to_end(args: argparse.Namespace) -> dict:
     }
 
 
+def cli(args: argparse.Namespace) -> dict:
+    """The user's command as a whole process: `python -m experiments.reconstruct PORTRAIT --ckpt DIR --out DIR`, cold
+    caches (an empty cache folder), face crop on, a real photo (skimage's astronaut, resized to --size)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import torch.nn.functional as F
+    from skimage.data import astronaut
+
+    from uhrtex.common import io as uio
+
+    tmp = Path(tempfile.mkdtemp(prefix="uhrtex-bench-cli-"))
+    try:
+        size = args.size or write_checkpoints(args.preset, tmp / "ckpts")["input_size"]
+        if args.size:
+            write_checkpoints(args.preset, tmp / "ckpts")
+        photo = torch.from_numpy(astronaut()).permute(2, 0, 1)[None].float() / 255
+        uio.write_png(tmp / "portrait.png", F.interpolate(photo, size=(size, size), mode="bicubic").clamp(0, 1)[0])
+        gemm0 = gemm_seconds()
+        env = {**os.environ, "UHRTEX_CACHE_DIR": str(tmp / "cache")}
+        cmd = [sys.executable, "-m", "experiments.reconstruct", str(tmp / "portrait.png"), "--ckpt", str(tmp / "ckpts"),
+               "--out", str(tmp / "out"), "--unwrap", args.unwrap, "--precision", args.precision]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True)
+        cli_s = time.perf_counter() - t
+        gemm_s = min(gemm0, gemm_seconds())
+        manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"preset": args.preset, "size": size, "unwrap": args.unwrap, "precision": manifest["precision"],
+            "cli_s": round(cli_s, 2), "cli_gemms": round(cli_s / gemm_s, 1), "gemm_fp32_s": round(gemm_s, 4),
+            "manifest_total_s": manifest["total_s"], "outside_manifest_s": round(cli_s - manifest["total_s"], 2),
+            "face_found": manifest["face"]["found"], "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper")
@@ -225,12 +265,17 @@ def main() -> None:
                         "all files written")
     parser.add_argument("--unwrap", choices=("direct", "optimize", "splat", "none"), default="direct")
     parser.add_argument("--cold-cache", action="store_true", help="an empty cache folder: a first run's time")
+    parser.add_argument("--cli", action="store_true", help="the user's command as a whole process (cold caches, face "
+                        "crop on): cli_s and cli_gemms")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.end_to_end:
         print(json.dumps(end_to_end(args)))
+        return
+    if args.cli:
+        print(json.dumps(cli(args)))
         return
     from uhrtex.pipeline.reconstructor import Reconstructor
 
