@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     code = reconstruct.main([str(portrait), "--out", str(out), *extra])
     if code == 0:
+        import json
+
+        blob = json.loads((out / "manifest.json").read_text())["albedo_off_skin_blob"]
         print(f"demo: {time.perf_counter() - t0:.1f} s. Maps: {out}/albedo.png micronormal.png specular.png; "
-              f"UV textures: {out}/uv_*.png; Blender: {out}/head.glb; overview: {out}/report.png")
+              f"UV textures: {out}/uv_*.png; Blender: {out}/head.glb; overview: {out}/report.png; "
+              f"largest non-skin region of the albedo: {blob:.2%} of the face")
     return code
 
 

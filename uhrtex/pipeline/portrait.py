@@ -30,6 +30,7 @@ from uhrtex.common import io as uio
 from uhrtex.face.front import FaceNotFoundError, crop_to_face, face_mask, find_face
 from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.face.landmarker import FaceModelsMissing
+from uhrtex.metrics.skin import off_skin_blob
 from uhrtex.pipeline.reconstructor import InputError, Reconstructor
 from uhrtex.unwrap.mesh import Camera, MeshError, check_camera, load_camera, load_obj
 from uhrtex.unwrap.methods import UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
@@ -320,6 +321,8 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
             "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
             "face": face.to_dict() if face is not None else {"found": False},
+            # the largest non-skin-hue region of the albedo inside the mask (metrics/skin.py): a blotch check
+            "albedo_off_skin_blob": round(off_skin_blob(tex_maps["albedo"], mask[0]), 5),
             "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather,
                                "keep_detail": args.seam_keep_detail},
             "unwrap": unwrap_info, "device": str(device), "precision": rec.precision, "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -1,0 +1,38 @@
+"""Does a reconstructed albedo look like skin? `off_skin_blob`: the largest 8-connected region inside the face mask
+whose colour is not a skin hue (HSV hue outside [−20°, 70°] with saturation ≥ 0.25: green, blue, purple blotches),
+as a fraction of the mask. Skin of every tone sits inside that hue range (red through yellow-orange); a few stray
+pixels (eyes, lashes) form small regions, a blotch a large one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import numpy as np
+import torch
+
+HUE_RANGE_DEG = (-20.0, 70.0)
+MIN_SATURATION = 0.25
+
+
+def off_skin_pixels(albedo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """H×W bool: inside the mask (> 0.5), saturated and outside the skin hues. `albedo`: 3×H×W sRGB in [0, 1]."""
+    hsv = kornia.color.rgb_to_hsv(albedo[None].float().clamp(0, 1))[0]  # hue in radians [0, 2π)
+    hue = torch.rad2deg(hsv[0])
+    hue = torch.where(hue > 180, hue - 360, hue)
+    lo, hi = HUE_RANGE_DEG
+    return (mask.reshape(hue.shape) > 0.5) & (hsv[1] >= MIN_SATURATION) & ((hue < lo) | (hue > hi))
+
+
+def off_skin_blob(albedo: torch.Tensor, mask: torch.Tensor) -> float:
+    """Area of the largest 8-connected off-skin region / the mask's area (0 for an empty mask)."""
+    from scipy import ndimage
+
+    off = off_skin_pixels(albedo, mask).cpu().numpy()
+    area = float((mask > 0.5).sum())
+    if area == 0 or not off.any():
+        return 0.0
+    labels, n = ndimage.label(off, structure=np.ones((3, 3), bool))
+    largest = np.bincount(labels.ravel())[1:].max() if n else 0
+    return float(largest) / area if not math.isnan(area) else 0.0
