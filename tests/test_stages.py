@@ -121,6 +121,14 @@ def test_stage1_chains_the_networks_at_the_global_size():
     assert set(out) == {"uv_pred", "normal_pred", "mask_pred", "guide"}
     assert all(v.shape[-2:] == (32, 32) for v in out.values()) and out["guide"].shape[1] == 7
     assert not any(p.requires_grad for p in s1.parameters())
+    # a given face mask (a photo's landmark hull) replaces the predicted one for uv/normal and the guide
+    s1.gde.mask_output = True
+    half = torch.zeros(2, 1, 128, 128)
+    half[..., :64] = 1.0
+    given = s1(torch.rand(2, 3, 128, 128), mask=half)
+    assert torch.equal(given["mask_pred"], half[..., ::4, ::4])
+    assert given["uv_pred"][..., 16:].abs().max() == 0 and given["guide"][..., 20:].abs().max() == 0
+    assert given["uv_pred"][..., :14].abs().max() > 0
 
 
 def test_gde_mask_output_zeroes_the_guide_off_the_face_and_survives_a_checkpoint(tmp_path):

@@ -239,12 +239,14 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
     method = args.unwrap or (("optimize" if device.type == "cuda" else "direct") if mesh is not None else "splat")
 
     timings = {}
-    result = rec(image, progress=True, name=args.portrait)
+    # A found face's landmark hull is Stage 1's face mask too: on photos it is more reliable than the predicted one
+    landmark_mask = face_mask(face.face, *image.shape[-2:]) if face is not None else None
+    result = rec(image, progress=True, name=args.portrait, face_mask=landmark_mask)
     timings.update(rec.timings)
     tex_maps = {k: result[k] for k in ("albedo", "micronormal", "specular")}
     mask = rec.full_res(result, "mask_pred")
-    if face is not None:  # the landmarks' hull: the maps cover the face, not the background
-        mask = face_mask(face.face, *mask.shape[-2:])
+    if landmark_mask is not None:  # the landmarks' hull: the maps cover the face, not the background
+        mask = landmark_mask
         for v in tex_maps.values():
             v.mul_(mask.to(v.dtype))  # in place: the result's own maps (no second full-size copy)
 

@@ -212,7 +212,7 @@ class Reconstructor:
             return F.interpolate(full, size=(gs, gs), mode="area")
         f = g.side // gs
         band = max(1, (1 << 22) // (g.side * f))  # output rows per band (~16 MB of float input)
-        out = torch.empty(1, 3, gs, gs)
+        out = torch.empty(1, image.shape[0], gs, gs)
         for r0 in range(0, gs, band):
             r1 = min(gs, r0 + band)
             win = self._crop(image, g, r0 * f, (r1 - r0) * f, 0, g.side)
@@ -229,11 +229,12 @@ class Reconstructor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.inference_mode()
-    def run_stage1(self, image: torch.Tensor, g: Geometry) -> dict[str, torch.Tensor]:
+    def run_stage1(self, image: torch.Tensor, g: Geometry, face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x = self._fmt(self.global_view(image, g))
+        mask = None if face_mask is None else self._fmt(self.global_view(face_mask.reshape(1, *image.shape[-2:]).float(), g))
         # Stage 1 stays fp32 under every precision: it runs once at the global size (a few % of the FLOPs at
         # 4096²), and the guide it makes carries every map's overall values, which bf16 would round to ~39 dB.
-        out = self.stage1(x)
+        out = self.stage1(x, mask=mask)
         return {k: v.float().contiguous() for k, v in out.items()}
 
     @torch.inference_mode()
@@ -270,17 +271,20 @@ class Reconstructor:
                 progress(len(batch))
 
     def __call__(self, image: torch.Tensor, progress: bool | Callable[[int], None] = False,
-                 name: str = "image") -> dict[str, torch.Tensor]:
+                 name: str = "image", face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Reconstruct the texture maps; see the module doc. Returns TEXTURE maps at the input size (views of
-        one 7×H×W tensor) + `uv_pred normal_pred mask_pred guide` at the global size (1 sample, C×gs×gs)."""
+        one 7×H×W tensor) + `uv_pred normal_pred mask_pred guide` at the global size (1 sample, C×gs×gs).
+        `face_mask` (H×W, e.g. the face landmarks' hull on a photo): Stage 1's face mask instead of the predicted one
+        (`Stage1.forward`)."""
         image = self.check_image(image, name)
         with _precision.keep_freed_memory() if self.device.type == "cpu" else contextlib.nullcontext():
-            return self._reconstruct(image, progress)
+            return self._reconstruct(image, progress, face_mask)
 
-    def _reconstruct(self, image: torch.Tensor, progress: bool | Callable[[int], None]) -> dict[str, torch.Tensor]:
+    def _reconstruct(self, image: torch.Tensor, progress: bool | Callable[[int], None],
+                     face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         g = self.geometry(*image.shape[-2:])
         t0 = time.perf_counter()
-        s1 = self.run_stage1(image, g)
+        s1 = self.run_stage1(image, g, face_mask)
         t1 = time.perf_counter()
         out = torch.empty(maps.TEXTURE.channels, g.height, g.width)
         bar = None

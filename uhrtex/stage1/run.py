@@ -90,10 +90,19 @@ class Stage1(nn.Module):
         return super().train(False)  # frozen: GroupNorm has no running stats, but keep eval semantics anyway
 
     @torch.no_grad()
-    def forward(self, image: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`mask` (B×1×h×w, any size): the face mask to use instead of the predictor's, for the uv/normal it keeps and
+        the guide's cut. On real photos the face landmarks' hull is the more reliable one: the predictor, trained on
+        renders of heads without hair, can take hair for face or leave a cheek out."""
         x = downsample(image, self.global_size)
         if self.uv_normal is not None:
-            out = split_uv_normal(self.uv_normal(x))
+            raw = self.uv_normal(x)
+            if mask is None:
+                out = split_uv_normal(raw)
+            else:
+                parts, m = uv_normal_parts(raw), downsample(mask.to(raw.dtype), self.global_size)
+                out = {"uv_pred": parts["uv"] * m, "normal_pred": parts["normal"] * m, "mask_pred": m}
         elif geometry is not None:
             out = {}
             geom = {"uv_pred": geometry["uv"], "normal_pred": geometry["normal"], "mask_pred": geometry["mask"]}
