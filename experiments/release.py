@@ -71,6 +71,7 @@ def _git_commit() -> str:
 
 def release(cfg: DictConfig) -> dict[str, float]:
     t0 = time.time()
+    commit = _git_commit()  # the code that trains (the run folder's git.txt has its dirty files too)
     run_dir = Path(cfg.paths.output_dir)
     r = cfg.release
     metrics = train_all(cfg)
@@ -98,7 +99,7 @@ def release(cfg: DictConfig) -> dict[str, float]:
         "name": r.name, "method": OmegaConf.to_container(cfg.method, resolve=True),
         "sizes": {"input_size": int(cfg.input_size), "global_size": int(cfg.global_size), "patch_size": int(cfg.patch_size)},
         "width": int(cfg.width), "seed": int(cfg.seed), "command": " ".join(["python -m experiments.run", *sys.argv[1:]]),
-        "commit": _git_commit(), "data": {"store": str(cfg.data.store), "head_model": "ict-facekit (ICT Face Model Light)",
+        "commit": commit, "data": {"store": str(cfg.data.store), "head_model": "ict-facekit (ICT Face Model Light)",
                                           "subjects": int(c.subjects), "lightings": int(c.lightings), "cameras": int(c.cameras),
                                           "split_ratios": list(cfg.data.split_ratios)},
         "wall_time_s": {"train": round(t_train, 1), "held_out_eval": round(t_eval, 1)}, "torch_threads": torch.get_num_threads(),
