@@ -24,7 +24,7 @@ from experiments.cli import CONFIG_MODULE, CONFIG_NAME, normalize_overrides
 log = logging.getLogger(__name__)
 # Overrides of the parent command that never reach a sub-run (they name the parent task itself).
 PARENT_ONLY = ("exp", "pipeline", "hydra", "entry", "task_name", "ckpt_path", "run_name", "train", "test",
-               "trainer.fast_dev_run", "tags", "compare", "seeds", "seed")
+               "trainer.fast_dev_run", "tags", "compare", "seeds", "seed", "ablation", "release")
 # fast_dev_run writes no checkpoint; a smoke sub-run runs one batch each but keeps them, so hand-offs run too.
 SMOKE_STAGE = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
                "trainer.num_sanity_val_steps=0"]
