@@ -14,7 +14,7 @@ from uhrtex.captures.heads.layout import face_regions
 from uhrtex.captures.heads.shape import posed_mesh, posed_vertices
 from uhrtex.captures.heads.skin import face_textures
 from uhrtex.captures.heads.subject import ISSA_TONES
-from uhrtex.common.io import srgb_to_linear
+from uhrtex.common.imaging import srgb_to_linear
 from uhrtex.head_model import ict_model, mean_head
 from uhrtex.render.mesh import read_obj
 

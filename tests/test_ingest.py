@@ -12,6 +12,7 @@ import torch
 
 from tests.helpers.captures import one_line, random_capture
 from tests.helpers.hydra_run import REPO
+from uhrtex.common import imaging
 from uhrtex.common import io as uio
 from uhrtex.captures.format import quantize
 from uhrtex.captures.ingest import IngestError, ingest, main, read_capture_folder, write_capture_folder
@@ -42,8 +43,8 @@ def test_blender_style_exr_folder(tmp_path):
     cap = random_capture(20, 0, size=32)
     folder = tmp_path / "src" / "frame_0001"
     folder.mkdir(parents=True)
-    uio.write_exr(folder / "image.exr", uio.srgb_to_linear(cap.maps["image"]), half=False)
-    uio.write_exr(folder / "albedo.exr", uio.srgb_to_linear(cap.maps["albedo"]), half=False)
+    uio.write_exr(folder / "image.exr", imaging.srgb_to_linear(cap.maps["image"]), half=False)
+    uio.write_exr(folder / "albedo.exr", imaging.srgb_to_linear(cap.maps["albedo"]), half=False)
     for name in ("micronormal", "normal"):
         uio.write_exr(folder / f"{name}.exr", decode_normal(cap.maps[name][None])[0] * (cap.maps["mask"] > 0), half=True)
     uio.write_png(folder / "specular.png", cap.maps["specular"], bits=16)
