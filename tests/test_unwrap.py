@@ -260,7 +260,7 @@ def _push_pull_reference(tex, weight):  # the formula, level by level, no shortc
 
 
 def _blend_reference(textures, coverage, template, sigma):  # every texel, gains over the whole texture
-    from uhrtex.common.io import linear_to_srgb, srgb_to_linear
+    from uhrtex.common.imaging import linear_to_srgb, srgb_to_linear
     from uhrtex.unwrap.fill import _gaussian_blur
 
     cov = coverage[None].float()
