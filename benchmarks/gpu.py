@@ -1,7 +1,7 @@
 """GPU timings, side by side in one run: the torch reference backends against tinycudann / nvdiffrast, a paper-preset
 reconstruction and an HFDR training step. Prints one JSON line; needs CUDA (run it where a GPU is: see docs/usage.md).
 
-    python benchmarks/gpu.py [--repeats 5] [--skip-native]
+    python benchmarks/gpu.py [--repeats 5] [--skip tcnn nvdiffrast]
 
 * `hash_*_ms`: the GDE's hash grid (L=4, F=2, levels 16..1024, log2T 19) on a 1×2×1024² uv map, forward and
   forward+backward, torch backend and tcnn; `hash_speedup` = torch / tcnn (forward+backward).
@@ -130,13 +130,14 @@ def hfdr_step(repeats: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--skip-native", action="store_true", help="torch backends only (tinycudann/nvdiffrast missing)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["tcnn", "nvdiffrast"],
+                    help="time only the torch backend where this accelerator is missing or broken")
     a = ap.parse_args()
     if not torch.cuda.is_available():  # `make bench` runs every script: a CPU machine reports the skip and goes on
         print(json.dumps({"skipped": "benchmarks/gpu.py needs CUDA; run it on a GPU machine"}))
         return 0
     out = {"gpu_name": torch.cuda.get_device_name(), "torch": torch.__version__}
-    for part in (lambda: hash_grid(a.repeats, not a.skip_native), lambda: raster(a.repeats, not a.skip_native),
+    for part in (lambda: hash_grid(a.repeats, "tcnn" not in a.skip), lambda: raster(a.repeats, "nvdiffrast" not in a.skip),
                  lambda: reconstruct_paper(a.repeats), lambda: hfdr_step(a.repeats)):
         try:
             out.update(part())
