@@ -118,3 +118,15 @@ def test_antialias_blends_by_covered_fraction(edge_px, column, expected):
     torch.testing.assert_close(boosted, 2 * grad)
     ranged = tb.antialias(color, rast, pos[0], tri)  # range mode: pos [V,4] serves every image
     torch.testing.assert_close(ranged, out)
+
+
+def test_mipmap_nearest_takes_the_finer_level():
+    """linear-mipmap-nearest uses level floor(ℓ), as nvdiffrast does (compared on an H200), not the rounded level."""
+    tex = torch.rand(1, 4, 4, 3, generator=torch.Generator().manual_seed(0))
+    uv = torch.rand(1, 2, 2, 2, generator=torch.Generator().manual_seed(1))
+    at = lambda d: torch.tensor([d, 0.0, 0.0, d]).expand(1, 2, 2, 4)  # noqa: E731 - ℓ = log2(4d)
+    level_1_6 = tb.texture(tex, uv, at(2**1.6 / 4), filter_mode="linear-mipmap-nearest", boundary_mode="clamp")
+    level_1 = tb.texture(tex, uv, at(0.5), filter_mode="linear-mipmap-linear", boundary_mode="clamp")
+    level_2 = tb.texture(tex, uv, at(1.0), filter_mode="linear-mipmap-linear", boundary_mode="clamp")
+    torch.testing.assert_close(level_1_6, level_1)
+    assert not torch.allclose(level_1_6, level_2)

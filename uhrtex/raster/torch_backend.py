@@ -547,8 +547,8 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mode="aut
         if not use_mip:
             return _sample_level(levels[0][ti : ti + 1], s, t, boundary_mode, filter_mode == "nearest")
         level = _mip_level(None if da_flat is None else da_flat[bi, sel], None if bias_flat is None else bias_flat[bi, sel], Ht, Wt, len(levels))
-        if filter_mode == "linear-mipmap-nearest":
-            l0, frac = torch.round(level.detach()).long(), torch.zeros_like(level)
+        if filter_mode == "linear-mipmap-nearest":  # floor, as nvdiffrast's __float2int_rd (measured on an H200)
+            l0, frac = torch.floor(level.detach()).long(), torch.zeros_like(level)
         else:
             l0f = torch.floor(level.detach())
             l0, frac = l0f.long(), level - l0f
