@@ -59,11 +59,16 @@ def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
     summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
     ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
     if patch_only:
-        extra = SMOKE_STAGE if cfg.trainer.get("fast_dev_run") else []
-        po_dir, _ = run_subrun(["exp=hfdr", *parent_overrides(cfg), *PATCH_ONLY_OVERRIDES,
-                                f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
-        ckpts["patch_only"] = str(po_dir / "checkpoints" / "last.ckpt")
+        ckpts["patch_only"] = train_patch_only(cfg, ckpts)
     return ckpts
+
+
+def train_patch_only(cfg: DictConfig, ckpts: dict[str, str]) -> str:
+    """The guide-less HFDR on these Stage-1 checkpoints (its own run, as exp=hfdr); -> its last.ckpt."""
+    extra = SMOKE_STAGE if cfg.trainer.get("fast_dev_run") else []
+    po_dir, _ = run_subrun(["exp=hfdr", *parent_overrides(cfg), *PATCH_ONLY_OVERRIDES,
+                            f"model.uv_normal_ckpt={ckpts['uv_normal']}", f"model.gde_ckpt={ckpts['gde']}", *extra])
+    return str(po_dir / "checkpoints" / "last.ckpt")
 
 
 def seam_options(cfg: DictConfig) -> SeamOptions:
@@ -106,7 +111,7 @@ def build_lowres(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: di
         return untrained_methods(cfg, lowres_size(cfg))
     if lowres_ckpts is None:
         raise ValueError("lowres_realesrgan / lowres_sr need the low-res pipeline: set compare.lowres_checkpoints=<logs/ "
-                         "with lowres_* runs> (or compare.checkpoints=null to train it), or drop them from compare.methods")
+                         "with lowres_* runs> (a run without fast_dev_run trains it), or drop them from compare.methods")
     low = Reconstructor.from_records({s: read_stage(lowres_ckpts[s], s) for s in STAGES},
                                      patch_batch=cfg.compare.patch_batch, seams=seam_options(cfg))
     if low.input_size != lowres_size(cfg):
@@ -132,7 +137,7 @@ def build_methods(cfg: DictConfig, ckpts: dict[str, str] | None, lowres_ckpts: d
         elif c.patch_only == "retrain":
             if "patch_only" not in ckpts:
                 raise ValueError("compare.patch_only=retrain needs compare.patch_only_checkpoint=<hfdr_patch_only run>/"
-                                 "checkpoints/last.ckpt (or compare.checkpoints=null to train it), or use "
+                                 "checkpoints/last.ckpt (a run without fast_dev_run trains it), or use "
                                  "compare.patch_only=zero_guide")
             net = build_stage(read_stage(ckpts["patch_only"], "hfdr"))["net"]
             patch_only = variant(rec, hfdr=net, wrap=ZeroGuide)
@@ -226,19 +231,23 @@ def _checkpoints(cfg: DictConfig) -> tuple[dict | None, dict | None]:
     """(ours + patch_only, low-res pipeline) checkpoints: given, trained here (for cfg.seed), or None (smoke)."""
     c = cfg.compare
     fast = bool(cfg.trainer.get("fast_dev_run"))
+    retrain_patch_only = "patch_only" in c.methods and c.patch_only == "retrain"
     if c.checkpoints:
         ckpts = given_checkpoints(c.checkpoints)
     elif fast:  # smoke run: untrained stages, so only the evaluation path runs (the demo smoke covers training)
         ckpts = None
     else:
-        ckpts = train_checkpoints(cfg, "patch_only" in c.methods and c.patch_only == "retrain")
+        ckpts = train_checkpoints(cfg, retrain_patch_only)
     if ckpts is not None and c.get("patch_only_checkpoint"):
         ckpts["patch_only"] = str(c.patch_only_checkpoint)
+    # Given stages, but no guide-less HFDR / low-res pipeline for them: train what is missing (not in a smoke run).
+    if ckpts is not None and retrain_patch_only and "patch_only" not in ckpts and not fast:
+        ckpts["patch_only"] = train_patch_only(cfg, ckpts)
     lowres_ckpts = None
     if set(LOWRES) & set(c.methods):
         if c.get("lowres_checkpoints"):
             lowres_ckpts = find_lowres_checkpoints(c.lowres_checkpoints)
-        elif not c.checkpoints and not fast:
+        elif not fast:
             lowres_ckpts = train_lowres(cfg, lowres_size(cfg))
     finish_wandb()
     return ckpts, lowres_ckpts

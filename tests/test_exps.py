@@ -24,6 +24,13 @@ SMOKE_OVERRIDES: dict[str, list[str]] = {
     "ablation_hash": ["data.generate_if_missing={subjects: 3, lightings: 1, renderer: placeholder}", "metrics.perceptual=none"],
     # fast_dev_run compare: untrained stages (low-res ones at 64²), one test capture, four methods (the full list is slow on CPU).
     "compare": ["data.store=@captures_512@", "metrics.perceptual=none", "compare.methods=[ours,patch_only,lowres_sr,lowres_realesrgan]"],
+    # Pipelines that render their own captures: 7 subjects (the smallest 5:1:1 split) instead of 36 x 2.
+    "release": ["pipeline.captures.subjects=7", "pipeline.captures.lightings=1", "metrics.perceptual=none"],
+    # ...and one switch of each kind (a GDE switch retrains GDE + HFDR, an HFDR switch the HFDR, the seams nothing).
+    "ablation_method": ["pipeline.captures.subjects=7", "pipeline.captures.lightings=1", "metrics.perceptual=none",
+                        ("ablation.variants=[{name: gde.lr_schedule, overrides: ['method.gde.lr_schedule=plateau']},"
+                        " {name: hfdr.band_weight, overrides: ['method.hfdr.band_weight=0']},"
+                        " {name: reconstruct.seams_keep_detail, overrides: ['method.reconstruct.seams_keep_detail=false']}]")],
 }
 
 
@@ -63,5 +70,19 @@ def table(name: str):
     return check
 
 
+def deviations(metrics: dict, run_dir: Path) -> None:
+    table("deviations")(metrics, run_dir)
+    rows = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["method=uhrtex (all on)", "gde.lr_schedule off", "hfdr.band_weight off",
+                                                           "reconstruct.seams_keep_detail off"], rows
+
+
+def released(metrics: dict, run_dir: Path) -> None:
+    bundle = next(run_dir.rglob("*.bundle"))
+    assert json.loads((bundle.parent / "card.json").read_text())["bundle"]["sha256"]
+    assert all(math.isfinite(metrics[f"held_out/{m}/albedo/psnr"]) for m in ("ours", "gde_only")), metrics
+
+
 CHECKS = {"demo": stage_checkpoints, "make_captures": captures_rendered, "compare": table("table1"),
-          "ablation_hash": table("table2")}
+          "ablation_hash": table("table2"), "ablation_method": deviations,
+          "release": released}
