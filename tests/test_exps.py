@@ -75,6 +75,8 @@ def deviations(metrics: dict, run_dir: Path) -> None:
     rows = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["method=uhrtex (all on)", "gde.lr_schedule off", "hfdr.band_weight off",
                                                            "reconstruct.seams_keep_detail off"], rows
+    notes = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("- ")]
+    assert len(notes) == len(set(notes)), notes
 
 
 def released(metrics: dict, run_dir: Path) -> None:
