@@ -115,3 +115,13 @@ def test_uhrtex_is_plain_torch():
         roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not roots & {"lightning", "hydra", "wandb", "omegaconf"}, f"{name} imports {roots & {'lightning', 'hydra', 'wandb'}}"
+
+
+def test_the_reconstruction_cli_does_not_load_the_evaluation_stack():
+    # torchmetrics + scipy.signal cost about 1 s of every user command; the CLI needs only uhrtex.metrics.skin.
+    import subprocess
+    import sys
+
+    code = "import sys, experiments.reconstruct; print(sorted(m for m in ('torchmetrics', 'lightning') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
