@@ -34,10 +34,12 @@ def _stages(overrides: list[str]) -> tuple[str, ...]:
     return ()
 
 
-def _evaluate(base: list[str], ckpts: dict[str, str], overrides: list[str]) -> dict[str, float]:
+def _evaluate(base: list[str], ckpts: dict[str, str], overrides: list[str], run_name: str) -> dict[str, float]:
+    """`ours` of +exp=compare on these stages; its own run folder per variant (per-capture rows kept)."""
     spec = "{" + ",".join(f"{s}:{p}" for s, p in ckpts.items()) + "}"
     _, metrics = run_subrun(["exp=compare", *base, *overrides, f"compare.checkpoints={spec}", "compare.methods=[ours]",
-                             "compare.spaces=[image]", "compare.previews=0", "trainer.fast_dev_run=false"])
+                             "compare.spaces=[image]", "compare.previews=0", "trainer.fast_dev_run=false",
+                             f"run_name={run_name}"])
     return {k.removeprefix("ours/"): float(v) for k, v in metrics.items() if k.startswith("ours/")}
 
 
@@ -52,7 +54,7 @@ def ablation_method(cfg: DictConfig) -> dict[str, float]:
     else:
         train_all(cfg)
         ckpts = {s: v["checkpoint"] for s, v in json.loads((run_dir / "summary.json").read_text()).items()}
-    rows = {"uhrtex": _evaluate(base, ckpts, [])}
+    rows = {"uhrtex": _evaluate(base, ckpts, [], f"{cfg.run_name}_uhrtex")}
     seconds = {"uhrtex": time.time() - t0}
     for variant in cfg.ablation.variants:
         t1 = time.time()
@@ -64,7 +66,7 @@ def ablation_method(cfg: DictConfig) -> dict[str, float]:
             upstream = [f"model.uv_normal_ckpt={mine['uv_normal']}"] + ([f"model.gde_ckpt={mine['gde']}"] if stage == "hfdr" else [])
             run, _ = run_subrun([f"exp={stage}", *kept, *over, *upstream, f"run_name={cfg.run_name}_{tag}"])
             mine[stage] = str(run / "checkpoints" / "last.ckpt")
-        rows[variant.name] = _evaluate(kept, mine, over)
+        rows[variant.name] = _evaluate(kept, mine, over, f"{cfg.run_name}_{tag}")
         seconds[variant.name] = time.time() - t1
         log.info("ablation_method: %s done in %.0f s", variant.name, seconds[variant.name])
         _write(run_dir, cfg, rows, seconds)  # the table grows as variants finish: an interruption keeps them

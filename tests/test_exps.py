@@ -77,6 +77,8 @@ def deviations(metrics: dict, run_dir: Path) -> None:
                                                            "reconstruct.seams_keep_detail off"], rows
     notes = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("- ")]
     assert len(notes) == len(set(notes)), notes
+    evaluations = list((run_dir.parent / "logs" / "compare" / "runs").glob("*/per_capture.csv"))
+    assert len(evaluations) == len(rows) - 1, evaluations  # one evaluation run per row, none overwritten
 
 
 def released(metrics: dict, run_dir: Path) -> None:
