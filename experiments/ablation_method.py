@@ -61,12 +61,12 @@ def ablation_method(cfg: DictConfig) -> dict[str, float]:
         over = [str(o) for o in variant.overrides]
         mine = dict(ckpts)
         kept = [o for o in base if o.split("=", 1)[0] not in {v.split("=", 1)[0] for v in over}]  # method=paper wins
-        tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(variant.name))
+        run_name = f"{cfg.run_name}_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(variant.name))
         for stage in _stages(over):
             upstream = [f"model.uv_normal_ckpt={mine['uv_normal']}"] + ([f"model.gde_ckpt={mine['gde']}"] if stage == "hfdr" else [])
-            run, _ = run_subrun([f"exp={stage}", *kept, *over, *upstream, f"run_name={cfg.run_name}_{tag}"])
+            run, _ = run_subrun([f"exp={stage}", *kept, *over, *upstream, f"run_name={run_name}"])
             mine[stage] = str(run / "checkpoints" / "last.ckpt")
-        rows[variant.name] = _evaluate(kept, mine, over, f"{cfg.run_name}_{tag}")
+        rows[variant.name] = _evaluate(kept, mine, over, run_name)
         seconds[variant.name] = time.time() - t1
         log.info("ablation_method: %s done in %.0f s", variant.name, seconds[variant.name])
         _write(run_dir, cfg, rows, seconds)  # the table grows as variants finish: an interruption keeps them

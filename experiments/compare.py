@@ -51,16 +51,13 @@ PATCH_ONLY_OVERRIDES = ("task_name=hfdr_patch_only", "model._target_=lightning_m
                         "model.net.guide_passthrough=false", "model.net.detail_passthrough=false")
 
 
-def train_checkpoints(cfg: DictConfig, patch_only: bool) -> dict[str, str]:
-    """Train uv_normal -> gde -> hfdr (train_all) and, if asked, the guide-less HFDR; -> {stage: last.ckpt}."""
+def train_checkpoints(cfg: DictConfig) -> dict[str, str]:
+    """Train uv_normal -> gde -> hfdr (train_all); -> {stage: last.ckpt}."""
     from experiments.train_all import train_all
 
     train_all(cfg)
     summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
-    ckpts = {s: summary[s]["checkpoint"] for s in STAGES}
-    if patch_only:
-        ckpts["patch_only"] = train_patch_only(cfg, ckpts)
-    return ckpts
+    return {s: summary[s]["checkpoint"] for s in STAGES}
 
 
 def train_patch_only(cfg: DictConfig, ckpts: dict[str, str]) -> str:
@@ -237,10 +234,10 @@ def _checkpoints(cfg: DictConfig) -> tuple[dict | None, dict | None]:
     elif fast:  # smoke run: untrained stages, so only the evaluation path runs (the demo smoke covers training)
         ckpts = None
     else:
-        ckpts = train_checkpoints(cfg, retrain_patch_only)
+        ckpts = train_checkpoints(cfg)
     if ckpts is not None and c.get("patch_only_checkpoint"):
         ckpts["patch_only"] = str(c.patch_only_checkpoint)
-    # Given stages, but no guide-less HFDR / low-res pipeline for them: train what is missing (not in a smoke run).
+    # No guide-less HFDR / low-res pipeline for these stages: train what is missing (not in a smoke run).
     if ckpts is not None and retrain_patch_only and "patch_only" not in ckpts and not fast:
         ckpts["patch_only"] = train_patch_only(cfg, ckpts)
     lowres_ckpts = None

@@ -72,10 +72,11 @@ def table(name: str):
 
 def deviations(metrics: dict, run_dir: Path) -> None:
     table("deviations")(metrics, run_dir)
-    rows = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    lines = (run_dir / "deviations.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["method=uhrtex (all on)", "gde.lr_schedule off", "hfdr.band_weight off",
                                                            "reconstruct.seams_keep_detail off"], rows
-    notes = [line for line in (run_dir / "deviations.md").read_text().splitlines() if line.startswith("- ")]
+    notes = [line for line in lines if line.startswith("- ")]
     assert len(notes) == len(set(notes)), notes
     evaluations = list((run_dir.parent / "logs" / "compare" / "runs").glob("*/per_capture.csv"))
     assert len(evaluations) == len(rows) - 1, evaluations  # one evaluation run per row, none overwritten
