@@ -154,6 +154,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
 
     from experiments import reconstruct as cli
     from uhrtex.common import io as uio
+    from uhrtex.pipeline.portrait import read_portrait
     from uhrtex.pipeline.reconstructor import Reconstructor
 
     tmp = Path(tempfile.mkdtemp(prefix="uhrtex-bench-"))
@@ -169,16 +170,19 @@ def end_to_end(args: argparse.Namespace) -> dict:
             argv += ["--no-crop"]
         if args.unwrap in ("direct", "optimize"):
             from uhrtex.captures.heads.export import export_asset
-            from uhrtex.captures.render import make_camera
+            from uhrtex.captures.render import framed_camera
+            from uhrtex.unwrap.mesh import load_obj
 
-            argv += ["--mesh", str(export_asset(5, 256, tmp / "asset")["obj"]), "--camera", str(tmp / "cam.json")]
-            (tmp / "cam.json").write_text(json.dumps(make_camera(0, size, jitter=False)[0].to_dict()))
+            obj = export_asset(5, 256, tmp / "asset")["obj"]
+            argv += ["--mesh", str(obj), "--camera", str(tmp / "cam.json")]
+            camera = framed_camera(load_obj(obj).verts, 0, size, jitter=False)[0]
+            (tmp / "cam.json").write_text(json.dumps(camera.to_dict()))
         ns = cli.build_parser().parse_args(argv)
         os.environ["UHRTEX_CACHE_DIR"] = str(tmp / "cache")
         if not args.cold_cache and args.unwrap in ("direct", "optimize"):
             warm_caches(ns, sizes["input_size"])  # the CLI's default --uv-size
         t = time.perf_counter()
-        image = cli.read_portrait(ns.portrait)
+        image = read_portrait(ns.portrait)
         decode_s = time.perf_counter() - t
         kw = {"precision": args.precision} if "precision" in inspect.signature(Reconstructor.__init__).parameters else {}
         rec = Reconstructor.load(ns.ckpt, patch_batch=args.patch_batch, **kw)

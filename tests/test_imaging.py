@@ -25,11 +25,12 @@ def test_gaussian_blur_is_kornias_and_a_separable_reference(border):
 
 def test_erosion_is_kornias_without_its_memory():
     m = (torch.rand(1, 1, 37, 45, generator=torch.Generator().manual_seed(1)) > 0.15).float()
-    for r in (1, 2, 4):
+    for r in (1, 2, 3, 4, 7):  # window sides 3..15: powers of two and not, for the doubling passes
         ref = kornia.morphology.erosion(m, torch.ones(2 * r + 1, 2 * r + 1), border_type="constant", border_value=0.0) > 0.5
         assert torch.equal(erode(m, r, "constant"), ref)
         geo = kornia.morphology.erosion(m, torch.ones(2 * r + 1, 2 * r + 1), border_type="geodesic") > 0.5
         assert torch.equal(erode(m, r, "replicate"), geo)  # the frame's outside does not erode
+        assert torch.equal(erode(m, r, "reflect"), geo)
     assert torch.equal(erode(m, 0), m > 0.5)
 
 

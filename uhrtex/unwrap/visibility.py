@@ -12,8 +12,9 @@ fixed-topology mesh such as the landmark mesh or a 3DMM has the same layout for 
 layout is flat, every texel quantity the tests need (camera-space position, the normal·view product) is an
 affine function of the texel centre within its triangle: each triangle gets its affine coefficients once
 (float64), and a texel costs one gather and a few multiply-adds (float32), in chunks. The depth buffer comes
-from the rasterizer's depth pass alone (`Renderer.depth`), and triangles wholly behind it are culled before
-the per-texel work (`occluded_triangles`, a conservative hierarchical-z test: the kept texels are the same).
+from the rasterizer's depth pass alone (`Renderer.depth`), and triangles wholly behind it or wholly off the mask
+are culled before the per-texel work (`occluded_triangles`, `off_mask_triangles`: conservative tests through a
+max-pyramid, so the kept texels are the same).
 `reference_visible_texels` keeps the former per-texel formulation (full rasterized image, barycentric world
 points, float64), for tests.
 """
@@ -154,14 +155,14 @@ def _max_pyramid(z: torch.Tensor) -> list[torch.Tensor]:
     return levels
 
 
-def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance: float) -> torch.Tensor:
-    """bool [T]: triangles every point of which fails the depth test, a conservative cull (hierarchical z).
+def _box_max(mesh: Mesh, camera: Camera, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per triangle, an upper bound of `image` (h×w, any resolution over the camera's frame) over the pixels its
+    projection can touch, and whether it is wholly in front of the camera -> (float64 [T], bool [T]).
 
-    A triangle in front of the camera projects inside its corners' bounding box, and its camera depth is at least
-    its nearest corner's. If that depth exceeds the farthest depth-buffer value over the box (the box grown by a
-    pixel for the nearest-pixel lookup) times (1 + tolerance), no texel of it can pass, so its texels are skipped
-    before any per-texel work; the kept texels are exactly those of the uncut test."""
-    hd, wd = zbuf.shape[-2:]
+    A triangle in front of the camera projects inside its corners' bounding box; the box is grown by a pixel (a
+    nearest or bilinear lookup reaches one pixel out) and read from a max-pyramid level whose cells are at least
+    the box's size, so at most 2 × 2 cells cover it: one gather per triangle, whatever its size."""
+    hd, wd = image.shape[-2:]
     p = camera.project(mesh.verts)[mesh.faces]  # [T, 3, (u, v, z)] float64, full-image pixels
     front = (p[..., 2] > 0).all(1)
     cols = (p[..., 0] * (wd / camera.width)).floor()
@@ -170,15 +171,33 @@ def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance
     y0, y1 = (rows.amin(1) - 1).clamp(0, hd - 1).long(), (rows.amax(1) + 1).clamp(0, hd - 1).long()
     span = torch.maximum(x1 - x0, y1 - y0) + 1
     level = torch.ceil(torch.log2(span.double())).long()  # cells of 2^level px: the box spans at most 2 × 2 of them
-    farthest = torch.full(level.shape, math.inf, dtype=torch.float64)
-    for k, zk in enumerate(_max_pyramid(zbuf.reshape(hd, wd).double())):
+    out = torch.full(level.shape, math.inf, dtype=torch.float64)
+    for k, zk in enumerate(_max_pyramid(image.reshape(hd, wd))):  # in its own dtype: a max is exact
         i = (level == k).nonzero().flatten()
         if i.numel() == 0:
             continue
         a, b, c, d = x0[i] >> k, x1[i] >> k, y0[i] >> k, y1[i] >> k
-        farthest[i] = torch.stack([zk[c, a], zk[c, b], zk[d, a], zk[d, b]]).amax(0)
-    nearest = p[..., 2].amin(1)
+        out[i] = torch.stack([zk[c, a], zk[c, b], zk[d, a], zk[d, b]]).amax(0).double()
+    return out, front
+
+
+def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """bool [T]: triangles every point of which fails the depth test, a conservative cull (hierarchical z).
+
+    A triangle's camera depth is at least its nearest corner's. If that depth exceeds the farthest depth-buffer
+    value over the pixels it can touch (`_box_max`) times (1 + tolerance), no texel of it can pass, so its texels
+    are skipped before any per-texel work; the kept texels are exactly those of the uncut test."""
+    farthest, front = _box_max(mesh, camera, zbuf)
+    nearest = camera.project(mesh.verts)[mesh.faces][..., 2].amin(1)
     return front & (nearest > farthest * (1 + tolerance) * (1 + 1e-5))  # 1e-5: float32 rounding of texel depths
+
+
+def off_mask_triangles(mesh: Mesh, camera: Camera, inside: torch.Tensor) -> torch.Tensor:
+    """bool [T]: triangles none of whose texels can have all four bilinear taps on the (eroded) mask `inside`
+    (h×w at the image's resolution): no inside pixel within a pixel of their projection. Conservative, like
+    `occluded_triangles`; on a portrait this drops the neck, the ears and the scalp edge before the per-texel work."""
+    most, front = _box_max(mesh, camera, inside)
+    return front & (most < 0.5)
 
 
 @torch.no_grad()
@@ -190,29 +209,32 @@ def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opt
     lay, bary = uv_layout(mesh, res)
     forms = _affine_forms(mesh, camera, bary)  # [T, 7, 3]
     zbuf, _ = depth_buffer(mesh, camera, opts.depth_resolution, renderer)
-    hidden = occluded_triangles(mesh, camera, zbuf, opts.depth_tolerance)
     inside = _inside_mask(mask)
+    hidden = occluded_triangles(mesh, camera, zbuf, opts.depth_tolerance) | off_mask_triangles(mesh, camera, inside)
     fx, fy, cx, cy = (float(v) for v in (camera.fx, camera.fy, camera.cx, camera.cy))
+    # The cheap, selective tests first: position (3 forms) -> in front, in the frame, on the mask; only the texels
+    # that pass get the view forms (4) for the grazing-angle and depth tests.
+    pos_forms, view_forms = forms[:, :3].contiguous(), forms[:, 3:].contiguous()
     keep_idx, keep_grid = [], []
     for s0 in range(0, lay.texels.numel(), _CHUNK):
         tri = lay.tri[s0:s0 + _CHUNK]
         sel = (~hidden.index_select(0, tri)).nonzero().flatten()
         t, tri = lay.texels[s0:s0 + _CHUNK][sel], tri[sel]
-        f = forms.index_select(0, tri)  # [n, 7, 3]
         X, Y = texel_centres(t, res)
-        val = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 7]
-        z = val[:, 2]
-        dist = val[:, 4:7].norm(dim=1)
-        ok = (z > 0) & (val[:, 3].abs() >= opts.min_cos * dist)
+        f = pos_forms.index_select(0, tri)  # [n, 3, 3]
+        p = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 3]
+        z = p[:, 2]
+        grid = torch.stack([(fx * p[:, 0] / z + cx) / w * 2 - 1, (fy * p[:, 1] / z + cy) / h * 2 - 1], -1)
+        sel = ((z > 0) & (grid.abs() <= 1).all(1)).nonzero().flatten()
+        grid, z, t, tri, X, Y = grid[sel], z[sel], t[sel], tri[sel], X[sel], Y[sel]
+        m = F.grid_sample(inside, grid.view(1, -1, 1, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+        sel = (m.view(-1) >= 0.999).nonzero().flatten()
+        grid, z, t, tri, X, Y = grid[sel], z[sel], t[sel], tri[sel], X[sel], Y[sel]
+        f = view_forms.index_select(0, tri)  # [n, 4, 3]
+        val = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 4]
+        zb = F.grid_sample(zbuf, grid.view(1, -1, 1, 2), mode="nearest", padding_mode="border", align_corners=False)
+        ok = (val[:, 0].abs() >= opts.min_cos * val[:, 1:4].norm(dim=1)) & (z <= zb.view(-1) * (1 + opts.depth_tolerance))
         sel = ok.nonzero().flatten()
-        val, z, t = val[sel], z[sel], t[sel]
-        grid = torch.stack([(fx * val[:, 0] / z + cx) / w * 2 - 1, (fy * val[:, 1] / z + cy) / h * 2 - 1], -1)
-        sel = (grid.abs() <= 1).all(1).nonzero().flatten()
-        grid, z, t = grid[sel], z[sel], t[sel]
-        g4 = grid.view(1, -1, 1, 2)
-        zb = F.grid_sample(zbuf, g4, mode="nearest", padding_mode="border", align_corners=False).view(-1)
-        m = F.grid_sample(inside, g4, mode="bilinear", padding_mode="zeros", align_corners=False).view(-1)
-        sel = ((z <= zb * (1 + opts.depth_tolerance)) & (m >= 0.999)).nonzero().flatten()
         keep_idx.append(t[sel])
         keep_grid.append(grid[sel])
     return torch.cat(keep_idx), torch.cat(keep_grid)
