@@ -215,3 +215,16 @@ def test_a_store_keeps_one_environment_per_lighting_index(tmp_path, monkeypatch)
     assert store.keys(refresh=True) == ["s0000__l00__c00"]  # nothing written before the refusal
     report = generate.make_captures(store, generate.plan(2, 1), 64, "builtin", progress=False)
     assert report["written"] == ["s0001__l00__c00"]  # the same code goes on filling it
+
+
+def test_split_by_uv_is_the_sorted_unique_corner_pairs():
+    """One render vertex per distinct (position, uv) corner pair, in lexicographic order (the 1-D key path)."""
+    from uhrtex.render.mesh import split_by_uv
+
+    g = torch.Generator().manual_seed(0)
+    faces, faces_uv = torch.randint(0, 40, (300, 3), generator=g), torch.randint(0, 70, (300, 3), generator=g)
+    pos, uv, tri = split_by_uv(faces, faces_uv)
+    pairs = torch.stack([faces.reshape(-1), faces_uv.reshape(-1)], 1)
+    ref, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    assert torch.equal(torch.stack([pos, uv], 1), ref) and torch.equal(tri, inverse.view(-1, 3))
+    assert torch.equal(pos[tri], faces) and torch.equal(uv[tri], faces_uv)

