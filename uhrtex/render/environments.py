@@ -237,9 +237,10 @@ def _project_sh(radiance: torch.Tensor, rotation_deg: float) -> torch.Tensor:
     return torch.einsum("hwk,hwc->kc", Y * wgt, radiance.permute(1, 2, 0))
 
 
-def _prefilter(radiance: torch.Tensor, roughness: float = ROUGHNESS, out_hw=(32, 64), in_hw=(64, 128)) -> torch.Tensor:
-    """GGX-weighted average of the map around each output direction (n = v = r), in map space."""
-    src = F.adaptive_avg_pool2d(radiance[None], in_hw)[0]  # area average keeps a small sun's energy
+@lru_cache(maxsize=4)
+def _prefilter_weights(roughness: float, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The GGX lobe weights (M output × N input directions) and their row sums: the same for every map, so they
+    are computed once per process (0.5 s each) instead of once per environment."""
     ds = _equirect_dirs(*in_hw).reshape(3, -1)  # 3 x N
     dout = _equirect_dirs(*out_hw).reshape(3, -1)  # 3 x M
     a2 = roughness**4  # alpha = roughness^2
@@ -247,7 +248,14 @@ def _prefilter(radiance: torch.Tensor, roughness: float = ROUGHNESS, out_hw=(32,
     cos_rh = torch.sqrt(((1 + cos_rl) / 2).clamp_min(0))  # half vector of r and l
     D = a2 / (math.pi * ((cos_rh**2) * (a2 - 1) + 1) ** 2)
     w = D * cos_rl.clamp_min(0) * _solid_angles(*in_hw).reshape(1, -1)
-    out = (w @ src.reshape(3, -1).T) / w.sum(1, keepdim=True).clamp_min(1e-12)
+    return w, w.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def _prefilter(radiance: torch.Tensor, roughness: float = ROUGHNESS, out_hw=(32, 64), in_hw=(64, 128)) -> torch.Tensor:
+    """GGX-weighted average of the map around each output direction (n = v = r), in map space."""
+    src = F.adaptive_avg_pool2d(radiance[None], in_hw)[0]  # area average keeps a small sun's energy
+    w, wsum = _prefilter_weights(float(roughness), tuple(out_hw), tuple(in_hw))
+    out = (w @ src.reshape(3, -1).T) / wsum
     return out.T.reshape(3, *out_hw).contiguous()
 
 
