@@ -187,3 +187,28 @@ def test_blocked_quantiser_matches_whole_array_rounding():
     planes = torch.cat([torch.ones_like(r), r, torch.zeros_like(r)])
     ref = (planes.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     assert np.array_equal(quantize_hwc([1.0, r, 0.0], 8, half_up=True, clamp=True), ref)  # constants as channels
+
+
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_png_encoder_round_trips_through_libpng(tmp_path, monkeypatch, deflate):
+    """`encode_png` (our filter + deflate, block by block) gives files libpng (OpenCV) decodes to the quantised pixels:
+    1-4 channels, 8 and 16 bits, heights across the block boundary, flat and noisy rows."""
+    import sys
+
+    import cv2
+
+    from uhrtex.common.io import QUANTIZE_ROWS, encode_png, quantize_hwc
+
+    if deflate == "zlib":
+        monkeypatch.setitem(sys.modules, "isal", None)  # `from isal import ...` raises ImportError
+    g = torch.Generator().manual_seed(3)
+    for c in (1, 2, 3, 4):
+        for bits in (8, 16):
+            for h, w in ((1, 1), (QUANTIZE_ROWS + 3, 19)):
+                x = torch.rand(c, h, w, generator=g)
+                x[:, : h // 2] = 0.25  # runs of equal rows: the "up" filter's zero rows
+                got = cv2.imdecode(np.frombuffer(encode_png(x, bits, 1), np.uint8), cv2.IMREAD_UNCHANGED)
+                got = got.reshape(h, w, -1)
+                got = got[..., {1: [0], 2: [0, 3], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[c]]  # OpenCV reads BGR(A)
+                assert got.dtype == (np.uint8 if bits == 8 else np.uint16)
+                assert np.array_equal(got, quantize_hwc(x, bits)), (c, bits, h, w)

@@ -244,42 +244,84 @@ def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int], to_
 QUANTIZE_ROWS = 256  # rows per block: the float temporaries stay a few MB even for 8K maps
 
 
-def quantize_hwc(channels: torch.Tensor | list, bits: int = 8, half_up: bool = False, clamp: bool = False,
-                 order: list[int] | None = None) -> np.ndarray:
-    """C×H×W in [0, 1] (or a list of 1×H×W / c×H×W tensors and constants, stacked) -> H×W×C uint8/uint16, row block
-    by row block, so no full-size float copy is ever made. Rounding: float64 to nearest even (the store's codes,
-    `uhrtex.captures.format.to_uint16`), or `half_up` (float32 x·top + 0.5, truncated). `order` permutes the channels
-    (e.g. RGB -> OpenCV's BGR); `clamp` clips to [0, 1] first."""
+def quantized_blocks(channels: torch.Tensor | list, bits: int = 8, half_up: bool = False, clamp: bool = False,
+                     ) -> Iterator[torch.Tensor]:
+    """C×H×W in [0, 1] (or a list of 1×H×W / c×H×W tensors and constants, stacked) -> row blocks (r×W×C
+    uint8/uint16), so no full-size float copy is ever made. Rounding: float64 to nearest even (the store's codes,
+    `uhrtex.captures.format.to_uint16`), or `half_up` (float32 x·top + 0.5, truncated); `clamp` clips to [0, 1]
+    first."""
     parts = list(channels) if isinstance(channels, (list, tuple)) else [channels]
     tensors = [p for p in parts if isinstance(p, torch.Tensor)]
     h, w = tensors[0].shape[-2:]
-    sizes = [p.shape[0] if isinstance(p, torch.Tensor) and p.dim() == 3 else 1 for p in parts]
-    c = sum(sizes)
-    order = list(range(c)) if order is None else order
+    c = sum(p.shape[0] if isinstance(p, torch.Tensor) and p.dim() == 3 else 1 for p in parts)
     top = 255 if bits == 8 else 65535
-    out = torch.empty(h, w, c, dtype=torch.uint8 if bits == 8 else torch.uint16)
     dtype = torch.float32 if half_up else torch.float64  # half_up: float32, as the .glb textures always were
     for r0 in range(0, h, QUANTIZE_ROWS):
         r1 = min(h, r0 + QUANTIZE_ROWS)
         blk = torch.cat([p[..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype) if isinstance(p, torch.Tensor)
-                         else torch.full((1, r1 - r0, w), float(p), dtype=dtype) for p in parts])[order]
+                         else torch.full((1, r1 - r0, w), float(p), dtype=dtype) for p in parts]) if len(parts) > 1 \
+            else parts[0][..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype)
         if clamp:
             blk.clamp_(0, 1)
         blk = blk.mul_(top).add_(0.5).trunc_() if half_up else blk.mul_(top).round_()
-        out[r0:r1] = blk.permute(1, 2, 0)
-    return out.numpy()
+        out = torch.empty(r1 - r0, w, c, dtype=torch.uint8 if bits == 8 else torch.uint16)
+        for k in range(c):  # one strided copy per channel: cheaper than a permuted copy of the block
+            out[..., k] = blk[k]
+        yield out
 
 
-def png_params(compression: int) -> list[int]:
-    """OpenCV PNG encoder settings: zlib `compression`, the "up" row filter for every row, and zlib's run-length
-    strategy. OpenCV's default tries all five filters per row: twice the encode time for the same size (three
-    4096² skin maps: 0.81 s and 20.0 MB with "up", 1.70 s and 19.9 MB with OpenCV's default). On top of "up", the
-    run-length strategy encodes a demo's ten output PNGs in 0.60 s instead of 0.75 s and 22.3 MB instead of 23.6 MB
-    (the same pixels: PNG is lossless)."""
-    import cv2
+def quantize_hwc(channels: torch.Tensor | list, bits: int = 8, half_up: bool = False, clamp: bool = False,
+                 order: list[int] | None = None) -> np.ndarray:
+    """`quantized_blocks` as one H×W×C uint8/uint16 array; `order` permutes the channels (e.g. RGB -> BGR)."""
+    out = torch.cat(list(quantized_blocks(channels, bits, half_up, clamp)))
+    return (out if order is None else out[..., order]).numpy()
 
-    return [cv2.IMWRITE_PNG_COMPRESSION, int(compression), cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+
+def png_level(compression: int) -> int:
+    """zlib's 0-9 `compression` -> the deflate level used (ISA-L's 0-3 when `isal` is installed)."""
+    try:
+        import isal.isal_zlib  # noqa: F401
+    except ImportError:
+        return int(compression)
+    return min(3, (int(compression) + 1) // 2) if compression > 1 else int(compression)
+
+
+def encode_png(channels: torch.Tensor | list, bits: int = 8, compression: int = 3, half_up: bool = False,
+               clamp: bool = False) -> bytes:
+    """C×H×W in [0, 1] (`quantized_blocks`' input; 1, 2, 3 or 4 channels: grey, grey+alpha, RGB, RGBA) -> PNG bytes.
+
+    Written here rather than by OpenCV: every row gets the "up" filter and the deflate stream is made block by block
+    with ISA-L (`isal`), so a 4K map costs neither a full-size integer copy nor zlib's slower pass. The seven 4096²
+    maps of benchmarks/reconstruct.py --end-to-end, one core: 5.71 s and 147 MB through OpenCV (level 1, "up"),
+    1.48 s and 143 MB here. zlib when `isal` is missing (the same pixels, slower)."""
+    import struct
+    import zlib
+
+    try:
+        from isal import isal_zlib as deflate
+    except ImportError:
+        deflate = zlib
+    parts = list(channels) if isinstance(channels, (list, tuple)) else [channels]
+    h, w = next(p for p in parts if isinstance(p, torch.Tensor)).shape[-2:]
+    comp, prev, idat = deflate.compressobj(png_level(compression)), None, []
+    for blk in quantized_blocks(channels, bits, half_up, clamp):
+        c = blk.shape[-1]
+        a = blk.numpy()
+        rows = (a.astype(">u2") if bits == 16 else a).reshape(a.shape[0], -1).view(np.uint8)  # PNG is big-endian
+        f = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+        f[:, 0] = 2  # filter type 2 ("up"): each byte minus the byte above, modulo 256; above row 0 is zero
+        f[0, 1:] = rows[0] if prev is None else rows[0] - prev
+        np.subtract(rows[1:], rows[:-1], out=f[1:, 1:])
+        prev = rows[-1].copy()
+        idat.append(comp.compress(f))
+    idat.append(comp.flush())
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    header = struct.pack(">IIBBBBB", w, h, bits, colour, 0, 0, 0)
+    return b"".join([b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", b"".join(idat)), chunk(b"IEND", b"")])
 
 
 def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int = 8, compression: int = 3,
@@ -289,11 +331,7 @@ def write_png(path: str | os.PathLike, x: torch.Tensor | np.ndarray, bits: int =
     if bits not in (8, 16):
         raise _fail(path, f"PNG bit depth {bits} is not supported", "use bits=8 or bits=16")
     t = _checked_chw(path, x, check_range=True, clamp=clamp)
-    # float64 in row blocks (threaded torch ops): the same bytes as one float64 pass, a few MB of temporaries
-    bgr = [2, 1, 0, *range(3, t.shape[0])] if t.shape[0] >= 3 else None
-    q = quantize_hwc(t, bits, clamp=clamp, order=bgr)
-
-    write_bytes_atomic(path, _encode_cv2(path, q, ".png", png_params(compression), to_bgr=False))
+    write_bytes_atomic(path, encode_png(t, bits, compression, clamp=clamp))
 
 
 def write_jpeg(path: str | os.PathLike, x: torch.Tensor | np.ndarray, quality: int = 95) -> None:
