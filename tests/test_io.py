@@ -207,7 +207,10 @@ def test_png_encoder_round_trips_through_libpng(tmp_path, monkeypatch, deflate):
             for h, w in ((1, 1), (QUANTIZE_ROWS + 3, 19)):
                 x = torch.rand(c, h, w, generator=g)
                 x[:, : h // 2] = 0.25  # runs of equal rows: the "up" filter's zero rows
+                before = x.clone()
                 got = cv2.imdecode(np.frombuffer(encode_png(x, bits, 1), np.uint8), cv2.IMREAD_UNCHANGED)
+                encode_png(x, 8, 1, half_up=True, clamp=True)  # float32 rounding: must work on a copy too
+                assert torch.equal(x, before)  # the encoder reads the caller's maps in place, never writes them
                 got = got.reshape(h, w, -1)
                 got = got[..., {1: [0], 2: [0, 3], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[c]]  # OpenCV reads BGR(A)
                 assert got.dtype == (np.uint8 if bits == 8 else np.uint16)

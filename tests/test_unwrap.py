@@ -118,6 +118,20 @@ def test_template_is_tone_matched_by_mean_face_colour():
     assert torch.equal(out["albedo"][:, :, :4], tex["albedo"][:, :, :4])
 
 
+def test_flat_template_views_blend_like_a_materialised_template_and_stay_unchanged():
+    """`flat_template` returns broadcast views (no per-texel memory); blending through them gives the numbers a
+    contiguous copy gives, and never writes into them (the gain is applied to a copy)."""
+    g = torch.Generator().manual_seed(0)
+    tex = {"albedo": torch.rand(3, 32, 32, generator=g), "specular": torch.rand(1, 32, 32, generator=g)}
+    cov = (torch.rand(1, 32, 32, generator=g) > 0.6).float()
+    flat = flat_template(32, {"albedo": 3, "specular": 1})
+    dense = {k: v.clone() for k, v in flat.items()}
+    a, _ = blend_template({k: v.clone() for k, v in tex.items()}, cov, flat, sigma=1 / 16)
+    b, _ = blend_template({k: v.clone() for k, v in tex.items()}, cov, dense, sigma=1 / 16)
+    assert all(torch.equal(a[k], b[k]) for k in tex)
+    assert torch.equal(flat["specular"], torch.full((1, 32, 32), 0.25))  # untouched by the gain
+
+
 def test_obj_roundtrip_quads_and_negative_indices(tmp_path, scene):
     mesh = scene[0]
     save_obj(tmp_path / "s.obj", mesh)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -214,10 +215,10 @@ def _checked_chw(path, x: torch.Tensor | np.ndarray, check_range: bool, clamp: b
         raise _fail(path, f"cannot write an array of shape {list(t.shape)}", "pass C x H x W with C in 1..4")
     if t.dtype != torch.float32:
         t = t.float()
-    if not bool(torch.isfinite(t).all()):
+    lo, hi = (float(v) for v in torch.aminmax(t))  # one pass, no temporaries; NaN propagates, ±Inf shows
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise _fail(path, "refusing to write NaN/Inf values", "fix the values first")
     if check_range and not clamp:
-        lo, hi = float(t.min()), float(t.max())
         if lo < 0 or hi > 1:
             raise _fail(path, f"values in [{lo:.4g}, {hi:.4g}] are outside [0, 1]",
                         "encode (sRGB, (n+1)/2) and clamp before writing an LDR file, or write EXR")
@@ -241,7 +242,7 @@ def _encode_cv2(path: Path, hwc: np.ndarray, suffix: str, params: list[int], to_
     return buf.tobytes()
 
 
-QUANTIZE_ROWS = 256  # rows per block: the float temporaries stay a few MB even for 8K maps
+QUANTIZE_ROWS = 64  # rows per block: the float temporaries stay in cache (a few MB even for 8K maps)
 
 
 def quantized_blocks(channels: torch.Tensor | list, bits: int = 8, half_up: bool = False, clamp: bool = False,
@@ -260,7 +261,7 @@ def quantized_blocks(channels: torch.Tensor | list, bits: int = 8, half_up: bool
         r1 = min(h, r0 + QUANTIZE_ROWS)
         blk = torch.cat([p[..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype) if isinstance(p, torch.Tensor)
                          else torch.full((1, r1 - r0, w), float(p), dtype=dtype) for p in parts]) if len(parts) > 1 \
-            else parts[0][..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype)
+            else parts[0][..., r0:r1, :].reshape(-1, r1 - r0, w).to(dtype, copy=True)  # the caller's tensor stays
         if clamp:
             blk.clamp_(0, 1)
         blk = blk.mul_(top).add_(0.5).trunc_() if half_up else blk.mul_(top).round_()

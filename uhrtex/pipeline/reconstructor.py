@@ -174,9 +174,9 @@ class Reconstructor:
                              f"be ≥ {need} px); drop --no-crop (the face crop is resized to the model's input) or use a "
                              "model of a smaller preset")
         if image.is_floating_point():
-            if not bool(torch.isfinite(image).all()):
+            lo, hi = (float(v) for v in torch.aminmax(image))  # one pass; NaN propagates into both, ±Inf shows
+            if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise InputError(f"{name}: contains NaN/Inf values; fix the image")
-            lo, hi = float(image.min()), float(image.max())
             if lo < -1e-3 or hi > 1 + 1e-3:
                 raise InputError(f"{name}: values in [{lo:.3g}, {hi:.3g}] are outside [0, 1]; pass sRGB-encoded colour "
                                  "(tonemap and clamp linear radiance first)")

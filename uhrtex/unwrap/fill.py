@@ -65,10 +65,11 @@ def push_pull(tex: torch.Tensor, weight: torch.Tensor, inplace: bool = False) ->
 
 
 def flat_template(resolution: int, names: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
-    """A neutral template for UV layouts we have no head for: mid skin tone, flat normal, mild specular."""
+    """A neutral template for UV layouts we have no head for: mid skin tone, flat normal, mild specular. Read-only
+    broadcast views (no memory per texel: 7 × 4096² floats would be 470 MB)."""
     values = {"albedo": (0.72, 0.55, 0.47), "micronormal": (0.5, 0.5, 1.0), "specular": (0.25,)}
     names = names or {k: len(v) for k, v in values.items()}
-    return {k: torch.tensor(values.get(k, (0.5,) * n)[:n]).view(n, 1, 1).expand(n, resolution, resolution).clone()
+    return {k: torch.tensor(values.get(k, (0.5,) * n)[:n]).view(n, 1, 1).expand(n, resolution, resolution)
             for k, n in names.items()}
 
 
@@ -156,12 +157,15 @@ def blend_template(textures: Mapping[str, torch.Tensor], coverage: torch.Tensor,
             gain = ((a * cw).sum(1) / (b * cw).sum(1).clamp_min(1e-6)).clamp(0.1, 10)
             gains[name] = [round(float(g), 4) for g in gain]
         o = xf.clamp_(0, 1) if inplace else xf.clamp(0, 1)  # w = 1: the texture itself
+        flat = tf.stride(1) == 0  # a constant template (`flat_template`'s broadcast views): filled, not gathered
         for s0 in range(0, part.numel(), _BLEND_CHUNK):  # chunks: the template's temporaries stay small
             idx, wc = part[s0:s0 + _BLEND_CHUNK], wp[s0:s0 + _BLEND_CHUNK]
-            tp = tf.index_select(1, idx)[..., None]  # the template where it shows (C×n×1: an image to kornia)
+            tp = tf[:, :1].expand(-1, idx.numel()).contiguous() if flat else tf.index_select(1, idx)
+            tp = tp[..., None]  # where it shows (C×n×1: an image to kornia)
             if gain is not None:
                 tp = conv(tp).mul_(gain[:, None, None])
                 tp = linear_to_srgb(tp) if lin else tp
-            o.index_copy_(1, idx, tp[..., 0].mul_(1 - wc).add_(wc * xf.index_select(1, idx)).clamp_(0, 1))
+            val = wc * xf.index_select(1, idx)
+            o.index_copy_(1, idx, val.add_(tp[..., 0] * (1 - wc)).clamp_(0, 1))
         out[name] = o.view_as(tex)
     return out, {"template_gain": gains}

@@ -29,10 +29,11 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def show(x: torch.Tensor, size: int) -> torch.Tensor:
-    """C×h×w -> 3×size×size: area-downsample big frames, nearest-enlarge small crops (pixels stay crisp)."""
-    x = to_rgb(x)[None]
+    """C×h×w -> 3×size×size: area-downsample big frames, nearest-enlarge small crops (pixels stay crisp). Resized
+    before `to_rgb` widens it to three channels (a 4K specular map is resized once, not three times)."""
+    x = x.detach().float().clamp(0, 1).narrow(-3, 0, min(3, x.shape[-3]))[None]
     mode = "area" if x.shape[-1] > size else "nearest"
-    return F.interpolate(x, size=(size, size), mode=mode)[0]
+    return to_rgb(F.interpolate(x, size=(size, size), mode=mode)[0])
 
 
 def face_centre(mask: torch.Tensor) -> tuple[int, int]:
