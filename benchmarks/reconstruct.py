@@ -141,7 +141,9 @@ def warm_caches(ns: argparse.Namespace, uv_size: int) -> None:
     import subprocess
 
     code = ("import sys; from uhrtex.unwrap import fill, visibility; from uhrtex.unwrap.mesh import load_obj; "
-            "fill.head_template(int(sys.argv[2])); visibility.uv_layout(load_obj(sys.argv[1]), int(sys.argv[2]))")
+            "from uhrtex.pipeline.portrait import REPORT_UV_SIZE; mesh = load_obj(sys.argv[1]); "
+            "fill.head_template(int(sys.argv[2])); visibility.uv_layout(mesh, int(sys.argv[2])); "
+            "visibility.uv_layout(mesh, REPORT_UV_SIZE)")  # the layouts of the maps and of the report's UV photo
     subprocess.run([sys.executable, "-c", code, str(ns.mesh), str(uv_size)], check=True,
                    cwd=Path(__file__).resolve().parents[1], env=os.environ.copy())
 

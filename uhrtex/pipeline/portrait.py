@@ -172,7 +172,10 @@ def _maps_out(w: _Writer, prefix: str, maps: dict[str, torch.Tensor], exr: bool)
 
 
 
-def _photo_uv(image, mask, method, mesh, camera, uv, size: int = 512) -> torch.Tensor:
+REPORT_UV_SIZE = 512  # the report's "UV photo" panel: texels per side
+
+
+def _photo_uv(image, mask, method, mesh, camera, uv, size: int = REPORT_UV_SIZE) -> torch.Tensor:
     """The portrait itself unwrapped with the reconstruction's geometry at size² (observed texels only), for the
     report: where the face lands in UV space, whatever the networks predict. From a ≤ 2·size copy: cheap at 4K."""
     import torch.nn.functional as F
