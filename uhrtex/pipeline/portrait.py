@@ -241,7 +241,8 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
                          "geometry (drop --geometry predictor); use --unwrap splat otherwise")
     method = args.unwrap or (("optimize" if device.type == "cuda" else "direct") if mesh is not None else "splat")
 
-    timings = {}
+    # Checkpoints, input checks, the face front end and a user mesh: everything before the networks.
+    timings = {"prepare": time.perf_counter() - t_start}
     # A found face's landmark hull is Stage 1's face mask too: on photos it is more reliable than the predicted one
     landmark_mask = face_mask(face.face, *image.shape[-2:]) if face is not None else None
     result = rec(image, progress=True, name=args.portrait, face_mask=landmark_mask)
@@ -320,20 +321,23 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
                                          face.face.landmarks if face else None, face.face.box if face else None,
                                          uv_photo=uv_photo), 8)
         timings["report"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # the largest non-skin-hue region of the albedo inside the mask (metrics/skin.py): a blotch check
+        blob = off_skin_blob(tex_maps["albedo"], mask[0])
+        w.close()  # every PNG is complete before the manifest marks the set complete
+        timings["finish"] = time.perf_counter() - t0  # the blotch check and the last PNG encodes
         g = result["geometry"]
         manifest = {
             "portrait": str(Path(args.portrait).resolve()), "weights": weights_record(rec, args.ckpt),
             "sizes": rec.sizes, "input": {"height": g.height, "width": g.width, "source_hw": list(src_hw)},
             "padding": {"side": g.side, "top": g.top, "left": g.left, "patches": g.grid ** 2},
             "face": face.to_dict() if face is not None else {"found": False},
-            # the largest non-skin-hue region of the albedo inside the mask (metrics/skin.py): a blotch check
-            "albedo_off_skin_blob": round(off_skin_blob(tex_maps["albedo"], mask[0]), 5),
+            "albedo_off_skin_blob": round(blob, 5),
             "seam_smoothing": {"enabled": not args.no_seams, "feather": args.seam_feather,
                                "keep_detail": args.seam_keep_detail},
             "unwrap": unwrap_info, "device": str(device), "precision": rec.precision, "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - t_start, 3), "files": sorted([*w.files, "manifest.json"]),
         }
-        w.close()  # every PNG is complete before the manifest marks the set complete
         w.bytes("manifest.json", json.dumps(manifest, indent=1).encode())
         _publish(staging, out, w.files)
     except BaseException:
