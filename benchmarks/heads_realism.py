@@ -9,6 +9,9 @@ face front end (`uhrtex.face.landmarker`, mediapipe's models) on each:
 * `landmark_uv_median_texels`: the median distance, in texels of a 1024² layout, between each found landmark's
   entry in the landmark → UV table (`uhrtex/face/landmark_uv.json`) and the capture's ground-truth `uv` at that
   landmark's pixel (landmarks inside the face mask only);
+* `oracle_table_median_texels`: the same median for the best fixed table these renders allow (each landmark's
+  median ground-truth UV over them, in-sample, so optimistic): what no landmark → UV table can beat with this
+  detector, because a landmark's surface point moves with identity, expression and view;
 * `render_s_median`: the median time per render (textures + raster + shading), for scale.
 """
 
@@ -19,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +46,7 @@ def main() -> int:
     ap.add_argument("--first-subject", type=int, default=5000)
     args = ap.parse_args()
     table_uv, seen = landmark_uv()
-    found, errors, times, renders = 0, [], [], 0
+    found, errors, times, renders, per_render = 0, [], [], 0, []
     camera_seed = 0
     for s in range(args.first_subject, args.first_subject + args.subjects):
         for view in range(args.views):
@@ -62,8 +66,16 @@ def main() -> int:
             inside = (sample(cap.maps["mask"], lm)[:, 0] > 0.99) & seen.numpy()
             gt = sample(cap.maps["uv"], lm)
             errors.extend((np.linalg.norm(gt - table_uv.numpy(), axis=1)[inside] * 1024).tolist())
+            per_render.append(np.where(inside[:, None], gt, np.nan))
+    oracle = None
+    if per_render:
+        gts = np.stack(per_render)  # renders × landmarks × 2, NaN where not scored
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN landmarks (never scored)
+            oracle = float(np.nanmedian(np.linalg.norm(gts - np.nanmedian(gts, 0)[None], axis=2)) * 1024)
     print(json.dumps({"renders": renders, "face_found_rate": round(found / renders, 4),
                       "landmark_uv_median_texels": round(float(np.median(errors)), 3) if errors else None,
+                      "oracle_table_median_texels": round(oracle, 3) if oracle is not None else None,
                       "landmarks_scored": len(errors), "render_s_median": round(statistics.median(times), 3),
                       "size": args.size, "torch_threads": torch.get_num_threads()}))
     return 0
