@@ -226,9 +226,9 @@ def visible_texels(mesh: Mesh, camera: Camera, mask: torch.Tensor, res: int, opt
         z = p[:, 2]
         grid = torch.stack([(fx * p[:, 0] / z + cx) / w * 2 - 1, (fy * p[:, 1] / z + cy) / h * 2 - 1], -1)
         sel = ((z > 0) & (grid.abs() <= 1).all(1)).nonzero().flatten()
-        grid, z, t, tri, X, Y = grid[sel], z[sel], t[sel], tri[sel], X[sel], Y[sel]
-        m = F.grid_sample(inside, grid.view(1, -1, 1, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
-        sel = (m.view(-1) >= 0.999).nonzero().flatten()
+        m = F.grid_sample(inside, grid[sel].view(1, -1, 1, 2), mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
+        sel = sel[(m.view(-1) >= 0.999).nonzero().flatten()]  # the survivors gathered once, not twice
         grid, z, t, tri, X, Y = grid[sel], z[sel], t[sel], tri[sel], X[sel], Y[sel]
         f = view_forms.index_select(0, tri)  # [n, 4, 3]
         val = torch.addcmul(torch.addcmul(f[..., 0], f[..., 1], X[:, None]), f[..., 2], Y[:, None])  # [n, 4]
