@@ -58,7 +58,7 @@ def push_pull(tex: torch.Tensor, weight: torch.Tensor, inplace: bool = False) ->
     for k in range(c):
         up = F.interpolate(filled[:, k:k + 1], size=(h, w), mode="bilinear", align_corners=False)
         if binary:  # 0/1 weights: v / wt · 1 + up · 0 is exactly tex
-            out[k] = torch.where(seen, tex[None, k:k + 1], up)[0, 0]
+            torch.where(seen[0, 0], tex[k], up[0, 0], out=out[k])  # written in place: no temporary
         else:
             out[k] = (tex[None, k:k + 1] * wt0 / wt0.clamp_min(1e-8)).mul_(a0).add_(up.mul_(1 - a0))[0, 0]
     return out
