@@ -31,7 +31,9 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 def show(x: torch.Tensor, size: int) -> torch.Tensor:
     """C×h×w -> 3×size×size: area-downsample big frames, nearest-enlarge small crops (pixels stay crisp). Resized
     before `to_rgb` widens it to three channels (a 4K specular map is resized once, not three times)."""
-    x = x.detach().float().clamp(0, 1).narrow(-3, 0, min(3, x.shape[-3]))[None]
+    x = x.detach().float().narrow(-3, 0, min(3, x.shape[-3]))[None]
+    lo, hi = (float(v) for v in torch.aminmax(x))  # a read-only pass: the clamp's full-size copy only when needed
+    x = x.clamp(0, 1) if lo < 0 or hi > 1 else x
     mode = "area" if x.shape[-1] > size else "nearest"
     return to_rgb(F.interpolate(x, size=(size, size), mode=mode)[0])
 
