@@ -141,9 +141,11 @@ def warm_caches(ns: argparse.Namespace, uv_size: int) -> None:
     import subprocess
 
     code = ("import sys; from uhrtex.unwrap import fill, visibility; from uhrtex.unwrap.mesh import load_obj; "
-            "from uhrtex.pipeline.portrait import REPORT_UV_SIZE; mesh = load_obj(sys.argv[1]); "
+            "from uhrtex.pipeline.portrait import PREVIEW_LIGHTINGS, REPORT_UV_SIZE; "
+            "from uhrtex.render.environments import load_environment; mesh = load_obj(sys.argv[1]); "
             "fill.head_template(int(sys.argv[2])); visibility.uv_layout(mesh, int(sys.argv[2])); "
-            "visibility.uv_layout(mesh, REPORT_UV_SIZE)")  # the layouts of the maps and of the report's UV photo
+            "visibility.uv_layout(mesh, REPORT_UV_SIZE); [load_environment(e) for e in PREVIEW_LIGHTINGS]")
+    # the layouts of the maps and of the report's UV photo, the preview's prefiltered environments
     subprocess.run([sys.executable, "-c", code, str(ns.mesh), str(uv_size)], check=True,
                    cwd=Path(__file__).resolve().parents[1], env=os.environ.copy())
 

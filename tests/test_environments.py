@@ -178,3 +178,19 @@ def test_library_refuses_a_user_id_without_its_folder():
 
     with pytest.raises(LightingError, match="captures.environments=DIR"):
         load_environment("env-side-light_r000")
+
+
+def test_prefiltered_environment_is_cached_by_content(tmp_path, monkeypatch):
+    """The GGX-prefiltered map goes through the cache folder, keyed by the radiance's bytes: the same numbers as
+    computing it, one entry per distinct map, and a changed map is never served a stale entry."""
+    from uhrtex.render import environments as envs
+
+    monkeypatch.setenv("UHRTEX_CACHE_DIR", str(tmp_path))
+    rad = torch.rand(3, 16, 32, generator=torch.Generator().manual_seed(0))
+    first = envs._prefilter_cached(rad)
+    assert torch.equal(first, envs._prefilter(rad)) and len(list(tmp_path.glob("prefilter_*.pt"))) == 1
+    assert torch.equal(envs._prefilter_cached(rad.clone()), first)  # read back: still one entry
+    assert len(list(tmp_path.glob("prefilter_*.pt"))) == 1
+    other = rad.clone()
+    other[0, 0, 0] += 1.0
+    assert not torch.equal(envs._prefilter_cached(other), first) and len(list(tmp_path.glob("prefilter_*.pt"))) == 2

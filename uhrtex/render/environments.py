@@ -259,6 +259,18 @@ def _prefilter(radiance: torch.Tensor, roughness: float = ROUGHNESS, out_hw=(32,
     return out.T.reshape(3, *out_hw).contiguous()
 
 
+def _prefilter_cached(radiance: torch.Tensor) -> torch.Tensor:
+    """`_prefilter` through the cache folder (`uhrtex.common.disk_cache`), keyed by the map's own bytes and this
+    file's code: a repeat run's preview and renders read it back instead of recomputing the GGX weights (0.3 s)."""
+    import hashlib
+
+    from uhrtex.common.disk_cache import cached, source_digest
+
+    content = hashlib.sha256(radiance.contiguous().numpy().tobytes()).hexdigest()[:20]
+    key = source_digest([__file__], content, tuple(radiance.shape), ROUGHNESS)
+    return cached(f"prefilter_{key}.pt", lambda: _prefilter(radiance), family="prefilter_", keep=64)
+
+
 _FRONT = torch.tensor([[0, 0, 1], [0.5, 0, 0.866], [-0.5, 0, 0.866], [0, 0.4, 0.917], [0, -0.3, 0.954]], dtype=torch.float32)
 
 
@@ -286,7 +298,8 @@ def _load_cpu(lighting: str, hdri_path: str | None, source: str | None = None) -
     basis = _sh_basis(_FRONT / _FRONT.norm(dim=-1, keepdim=True)) * _SH_BAND
     front = (basis @ sh).clamp_min(0) @ torch.tensor([0.2126, 0.7152, 0.0722])
     exposure = float(FRONT_IRRADIANCE / max(float(front.mean()), 1e-6))
-    return Environment(lighting, radiance, float(rot), exposure, sh * exposure, _prefilter(radiance) * exposure, source)
+    return Environment(lighting, radiance, float(rot), exposure, sh * exposure, _prefilter_cached(radiance) * exposure,
+                       source)
 
 
 def load_environment(lighting: str, device="cpu", source: str | None = None) -> Environment:
