@@ -300,3 +300,24 @@ def test_shards_as_one_local_hydra_sweep(asset_dir, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert ": 2 rendered, 0 already there" in out and ": 1 rendered, 0 already there" in out, out[-3000:]
     assert CaptureStore(store).keys() == [f"head{h:04d}__l00__c00" for h in SEEDS]
+
+
+def test_obj_fast_reader_equals_the_per_line_reader(asset_dir, tmp_path, monkeypatch):
+    """The numpy path (common OBJs) gives exactly the per-line reader's mesh; other files take the per-line path, and
+    an index past the end of the file is a one-line MeshError."""
+    from uhrtex.render import mesh as M
+
+    obj = asset_dir / "head0" / "head0000.obj"
+    assert M._parse_obj_fast(obj.read_text()) is not None  # the exporter's OBJs take the fast path
+    fast = read_obj(obj)
+    monkeypatch.setattr(M, "_parse_obj_fast", lambda text: None)
+    slow = read_obj(obj)
+    for k in ("verts", "uv", "tri", "normals", "tangents"):
+        assert torch.equal(getattr(fast, k), getattr(slow, k)), k
+    monkeypatch.undo()
+    quad = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+    (tmp_path / "q.obj").write_text(quad + "f 1/1 2/2 3/3 4/4\n")  # a quad: the per-line path fans it
+    assert M._parse_obj_fast((tmp_path / "q.obj").read_text()) is None and read_obj(tmp_path / "q.obj").tri.shape == (2, 3)
+    (tmp_path / "bad.obj").write_text(quad + "f 1/1 2/2 9/3\n")
+    with pytest.raises(M.MeshError, match="index outside the file"):
+        read_obj(tmp_path / "bad.obj")

@@ -148,7 +148,7 @@ def test_obj_roundtrip_quads_and_negative_indices(tmp_path, scene):
 
 @pytest.mark.parametrize("text, match", [
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "no texture coordinate"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/9\n", "not a valid OBJ"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/9\n", "index outside the file"),
     ("v 0 0 zero\nvt 0 0\nf 1/1 1/1 1/1\n", "not a valid OBJ"),
     ("hello\n", "no faces"),
 ])
