@@ -18,7 +18,8 @@ does not depend on the weights. The input is a uint8 image (what a decoded 8-bit
 written, on random-weight checkpoints of the preset, with the procedural head's OBJ and a frontal camera for
 `--unwrap direct|optimize` (`splat` needs neither). Its JSON line adds `end_to_end_s` (decode not included:
 `decode_s` beside it), `wall_s` per stage (the manifest's: prepare = checkpoints + input checks, stage1, hfdr, seams,
-unwrap, export, report, finish = the blotch check + waiting for the last PNG encodes; `other` = the rest), `gemm_fp32_s` (one 4096² fp32 torch.mm, best of several, before and after the run),
+unwrap, export, report, finish = the blotch check + waiting for the last PNG encodes; `other` = the rest),
+`gemm_fp32_s` (one 4096² fp32 torch.mm, best of several, before and after the run),
 `end_to_end_gemms` = end_to_end_s / gemm_fp32_s, and `fraction_of_peak` = model_gflop / (stage1 + hfdr wall)
 / the GEMM peak of the precision used (a 4096² mm in that dtype, timed the same way), and `unwrap_steps_s`
 (the unwrap's own steps). The cache folder (`uhrtex.common.disk_cache`: the template's textures, the mesh's UV layout)

@@ -155,9 +155,10 @@ def _max_pyramid(z: torch.Tensor) -> list[torch.Tensor]:
     return levels
 
 
-def _box_max(mesh: Mesh, camera: Camera, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _box_max(mesh: Mesh, camera: Camera, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per triangle, an upper bound of `image` (h×w, any resolution over the camera's frame) over the pixels its
-    projection can touch, and whether it is wholly in front of the camera -> (float64 [T], bool [T]).
+    projection can touch, whether it is wholly in front of the camera, and its projected corners -> (float64 [T],
+    bool [T], float64 [T, 3, (u, v, z)]).
 
     A triangle in front of the camera projects inside its corners' bounding box; the box is grown by a pixel (a
     nearest or bilinear lookup reaches one pixel out) and read from a max-pyramid level whose cells are at least
@@ -178,7 +179,7 @@ def _box_max(mesh: Mesh, camera: Camera, image: torch.Tensor) -> tuple[torch.Ten
             continue
         a, b, c, d = x0[i] >> k, x1[i] >> k, y0[i] >> k, y1[i] >> k
         out[i] = torch.stack([zk[c, a], zk[c, b], zk[d, a], zk[d, b]]).amax(0).double()
-    return out, front
+    return out, front, p
 
 
 def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance: float) -> torch.Tensor:
@@ -187,8 +188,8 @@ def occluded_triangles(mesh: Mesh, camera: Camera, zbuf: torch.Tensor, tolerance
     A triangle's camera depth is at least its nearest corner's. If that depth exceeds the farthest depth-buffer
     value over the pixels it can touch (`_box_max`) times (1 + tolerance), no texel of it can pass, so its texels
     are skipped before any per-texel work; the kept texels are exactly those of the uncut test."""
-    farthest, front = _box_max(mesh, camera, zbuf)
-    nearest = camera.project(mesh.verts)[mesh.faces][..., 2].amin(1)
+    farthest, front, p = _box_max(mesh, camera, zbuf)
+    nearest = p[..., 2].amin(1)
     return front & (nearest > farthest * (1 + tolerance) * (1 + 1e-5))  # 1e-5: float32 rounding of texel depths
 
 
@@ -196,7 +197,7 @@ def off_mask_triangles(mesh: Mesh, camera: Camera, inside: torch.Tensor) -> torc
     """bool [T]: triangles none of whose texels can have all four bilinear taps on the (eroded) mask `inside`
     (h×w at the image's resolution): no inside pixel within a pixel of their projection. Conservative, like
     `occluded_triangles`; on a portrait this drops the neck, the ears and the scalp edge before the per-texel work."""
-    most, front = _box_max(mesh, camera, inside)
+    most, front, _ = _box_max(mesh, camera, inside)
     return front & (most < 0.5)
 
 
