@@ -1,3 +1,8 @@
-"""Hydra entry points. Importing this package registers the config resolvers."""
+"""Hydra entry points. Importing this package registers the config resolvers and sets the process's memory policy
+(`experiments.process_memory`), before any `experiments` module imports torch."""
 
-from experiments import resolvers as _resolvers  # noqa: F401
+from experiments import process_memory as _process_memory
+
+_process_memory.configure()
+
+from experiments import resolvers as _resolvers  # noqa: E402,F401
