@@ -19,10 +19,23 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from pathlib import Path
 
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+
+
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _huge_pages_available() -> bool:
+    """Whether the kernel has transparent huge pages and lets a process ask for them (not "[never]"): elsewhere torch
+    would warn that its madvise failed."""
+    try:
+        return "[never]" not in THP_SETTING.read_text()
+    except OSError:
+        return False
 
 
 applied: dict[str, bool] | None = None  # what `configure` set, once it has run
@@ -36,7 +49,7 @@ def configure() -> dict[str, bool]:
     done = applied = {"malloc": False, "huge_pages": False}
     if os.environ.get("UHRTEX_PROCESS_MEMORY", "tuned") == "default":
         return done
-    if "THP_MEM_ALLOC_ENABLE" not in os.environ and "torch" not in sys.modules:
+    if "THP_MEM_ALLOC_ENABLE" not in os.environ and "torch" not in sys.modules and _huge_pages_available():
         os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
         done["huge_pages"] = True
     if sys.platform.startswith("linux") and not any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_",

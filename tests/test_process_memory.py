@@ -26,8 +26,11 @@ def _probe(first: str = "", **env: str) -> tuple[dict, str | None]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 def test_entry_points_tune_malloc_and_ask_for_huge_pages():
+    from experiments.process_memory import _huge_pages_available
+
     applied, thp = _probe()
-    assert applied == {"malloc": True, "huge_pages": True} and thp == "1"
+    huge = _huge_pages_available()  # a kernel without them (or set to "never") is left alone
+    assert applied == {"malloc": True, "huge_pages": huge} and thp == ("1" if huge else None)
 
 
 def test_default_leaves_the_process_alone():
