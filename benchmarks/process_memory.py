@@ -1,4 +1,4 @@
-"""The process memory policy (`experiments.process_memory`) against glibc's and torch's defaults, side by side; one
+"""The process memory policy (`uhrtex.common.memory.configure_process`) against glibc's and torch's defaults, side by side; one
 JSON line.
 
     python benchmarks/process_memory.py [--pairs 3] [--preset paper] [--size 4096] [--unwrap direct]

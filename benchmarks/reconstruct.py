@@ -26,7 +26,7 @@ unwrap, export, report, finish = the blotch check + waiting for the last PNG enc
 is warm as on any repeat run with the same mesh (filled by a child process before the timed run);
 `--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which.
 
-`process_memory`: what `experiments.process_memory` set in this process (glibc malloc kept, huge pages asked);
+`process_memory`: what `uhrtex.common.memory.configure_process` set in this process (glibc malloc kept, huge pages asked);
 `UHRTEX_PROCESS_MEMORY=default` in the environment measures without it (the `--cli` child inherits the setting).
 
 `--cli` times the user's command as a whole process (`python -m experiments.reconstruct`, cold caches, face crop on,
@@ -46,9 +46,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import experiments  # noqa: E402  # the CLI's memory policy (experiments.process_memory), before torch
+import experiments  # noqa: E402,F401  # the CLI's memory policy (uhrtex.common.memory), before torch
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from uhrtex.common import memory as process_memory  # noqa: E402
 
 
 def gemm_seconds(n: int = 4096, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
@@ -219,7 +221,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
     return {
         "preset": args.preset, "size": size, "unwrap": args.unwrap, "precision": precision,
         "patch_batch": args.patch_batch, "threads": torch.get_num_threads(),
-        "process_memory": experiments.process_memory.applied,
+        "process_memory": process_memory.applied,
         "end_to_end_s": round(total, 2), "decode_s": round(decode_s, 2), "wall_s": wall,
         "unwrap_steps_s": (manifest.get("unwrap") or {}).get("timings_s"), "cache": "cold" if args.cold_cache else "warm",
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
@@ -264,7 +266,7 @@ def cli(args: argparse.Namespace) -> dict:
     return {"preset": args.preset, "size": size, "unwrap": args.unwrap, "precision": manifest["precision"],
             "cli_s": round(cli_s, 2), "cli_gemms": round(cli_s / gemm_s, 1), "gemm_fp32_s": round(gemm_s, 4),
             "manifest_total_s": manifest["total_s"], "outside_manifest_s": round(cli_s - manifest["total_s"], 2),
-            "face_found": manifest["face"]["found"], "process_memory": experiments.process_memory.applied,
+            "face_found": manifest["face"]["found"], "process_memory": process_memory.applied,
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
@@ -316,7 +318,7 @@ def main() -> None:
     achieved = gflop / total
     print(json.dumps({
         "preset": args.preset, "size": size, "patches": n_patches, "patch_batch": args.patch_batch,
-        "process_memory": experiments.process_memory.applied,
+        "process_memory": process_memory.applied,
         "threads": torch.get_num_threads(), "channels_last": not args.no_channels_last,
         "precision": rec.precision,
         "wall_s": {**{k: round(v, 2) for k, v in rec.timings.items()}, "total": round(total, 2)},

@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--malloc", choices=("reuse", "default"), default="reuse",
                         help="reuse: glibc keeps freed memory, as experiments.train does on CPU (uhrtex.common.precision)")
     args = parser.parse_args()
-    from uhrtex.common.precision import keep_freed_memory
+    from uhrtex.common.memory import keep_freed_memory
 
     with keep_freed_memory() if args.malloc == "reuse" else contextlib.nullcontext():
         run(args)

@@ -1,8 +1,8 @@
-"""Hydra entry points. Importing this package registers the config resolvers and sets the process's memory policy
-(`experiments.process_memory`), before any `experiments` module imports torch."""
+"""Hydra entry points. Importing this package sets the process's memory policy (`uhrtex.common.memory`, before any
+`experiments` module imports torch) and registers the config resolvers."""
 
-from experiments import process_memory as _process_memory
+from uhrtex.common import memory as _memory
 
-_process_memory.configure()
+_memory.configure_process()
 
 from experiments import resolvers as _resolvers  # noqa: E402,F401

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.run_record import wandb_run_id
-from uhrtex.common.precision import keep_freed_memory
+from uhrtex.common.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         # On CPU, glibc keeps freed blocks for reuse during training: otherwise every layer's fresh activation
-        # is page-faulted in zero-filled (uhrtex.common.precision.keep_freed_memory; about half the HFDR step time).
+        # is page-faulted in zero-filled (uhrtex.common.memory.keep_freed_memory; about half the HFDR step time).
         with keep_freed_memory() if trainer.strategy.root_device.type == "cpu" else contextlib.nullcontext():
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

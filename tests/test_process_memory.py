@@ -1,4 +1,4 @@
-"""The process memory policy (experiments.process_memory): what it sets, and when it keeps its hands off."""
+"""The process memory policy (uhrtex.common.memory.configure_process, run by the entry points): what it sets, and when it keeps its hands off."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = ("import json, os, sys; {first}import experiments; from experiments import process_memory as pm; "
+PROBE = ("import json, os, sys; {first}import experiments; from uhrtex.common import memory as pm; "
          "print(json.dumps([pm.applied, os.environ.get('THP_MEM_ALLOC_ENABLE')]))")
 
 
@@ -26,7 +26,7 @@ def _probe(first: str = "", **env: str) -> tuple[dict, str | None]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 def test_entry_points_tune_malloc_and_ask_for_huge_pages():
-    from experiments.process_memory import _huge_pages_available
+    from uhrtex.common.memory import _huge_pages_available
 
     applied, thp = _probe()
     huge = _huge_pages_available()  # a kernel without them (or set to "never") is left alone

@@ -8,19 +8,13 @@
 
 Training uses Lightning's own switch (`trainer.precision=bf16-mixed`), not this module.
 
-`keep_freed_memory()`: glibc returns every freed block above 32 MB to the kernel and the next allocation
-page-faults it back in, zero-filled; a UNet at 512² allocates a few hundred MB per layer, so on CPU the page
-faults cost as much as the layers' own memory traffic (a fresh 256 MB buffer filled at ~2 GB/s instead of
-~10 GB/s). The Reconstructor therefore asks glibc to keep freed memory for reuse (no mmap for large blocks,
-no trimming) while it runs the networks, and gives it back afterwards.
+How the networks get their memory on CPU (glibc keeps freed blocks while they run) is `uhrtex.common.memory`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
-import sys
 
 import torch
 
@@ -72,37 +66,3 @@ def autocast(precision: str, device: str | torch.device):
     if dtype is None:
         return torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # <malloc.h>
-_DEFAULT_TRIM, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
-
-
-@contextlib.contextmanager
-def keep_freed_memory():
-    """Within the block, glibc keeps large freed blocks for reuse (see the module doc); on leaving, the defaults
-    come back and the free memory is returned to the kernel (malloc_trim), so the rest of a process (unwrap,
-    export) is not left with a fragmented heap. A no-op off glibc."""
-    libc = _libc()
-    if libc is None:
-        yield
-        return
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
-        libc.malloc_trim(0)

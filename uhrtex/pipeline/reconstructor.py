@@ -34,6 +34,7 @@ from torch import nn
 from uhrtex import maps
 
 from uhrtex.common import precision as _precision
+from uhrtex.common.memory import keep_freed_memory
 from uhrtex.bundle import load_bundle, save_bundle, shipped_bundle
 from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
 from uhrtex.hfdr.patches import Box
@@ -277,7 +278,7 @@ class Reconstructor:
         `face_mask` (H×W, e.g. the face landmarks' hull on a photo): Stage 1's face mask instead of the predicted one
         (`Stage1.forward`)."""
         image = self.check_image(image, name)
-        with _precision.keep_freed_memory() if self.device.type == "cpu" else contextlib.nullcontext():
+        with keep_freed_memory() if self.device.type == "cpu" else contextlib.nullcontext():
             return self._reconstruct(image, progress, face_mask)
 
     def _reconstruct(self, image: torch.Tensor, progress: bool | Callable[[int], None],
