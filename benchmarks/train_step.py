@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32,bf16-mixed", help="comma-separated: fp32, bf16-mixed")
     parser.add_argument("--loss-steps", type=int, default=0, help="also compare the loss over this many steps")
     parser.add_argument("--malloc", choices=("reuse", "default"), default="reuse",
-                        help="reuse: glibc keeps freed memory, as experiments.train does on CPU (uhrtex.common.precision)")
+                        help="reuse: glibc keeps freed memory, as experiments.train does on CPU (uhrtex.common.memory)")
     args = parser.parse_args()
     from uhrtex.common.memory import keep_freed_memory
 
