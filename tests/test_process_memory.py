@@ -1,4 +1,5 @@
-"""The process memory policy (uhrtex.common.memory.configure_process, run by the entry points): what it sets, and when it keeps its hands off."""
+"""The process memory policy (`uhrtex.common.memory.configure_process`, run by the entry points): what it sets, and
+when it keeps its hands off."""
 
 from __future__ import annotations
 
