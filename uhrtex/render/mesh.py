@@ -197,8 +197,8 @@ def read_obj(path: str | Path) -> RenderMesh:
     text = path.read_text(errors="replace")
     fast = _parse_obj_fast(text)
     if fast is not None:
-        vs, vts, vns, idx = (torch.from_numpy(a) for a in fast)
-        return _obj_mesh(vs, vts, vns, idx.numpy(), path)
+        vs, vts, vns, idx = fast
+        return _obj_mesh(torch.from_numpy(vs), torch.from_numpy(vts), torch.from_numpy(vns), idx, path)
     vs, vts, vns, corners = _parse_obj_lines(path, text)
     idx = np.array([c for tri in corners for c in tri], dtype=np.int64).reshape(-1, 3)
     as_rows = lambda rows, n: torch.tensor(rows, dtype=torch.float64).reshape(-1, n)  # noqa: E731
