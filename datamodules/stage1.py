@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lightning_modules.loading import load_stage
+from lightning_modules.loading import load_stage, stage_config
 from uhrtex.checkpoint import file_sha256
-from uhrtex.stage1.run import Stage1
+from uhrtex.stage1.run import Stage1, uv_prior_of
 from uhrtex.stage1.cache import CacheSpec, Stage1Reader, cache_root_for, ensure_cache, store_compute
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,14 @@ def prepare_stage1(store, captures: list[str], trainer, global_size: int, store_
     cache = dict(request.get("cache") or {})
     uv_normal = load_stage(uv_normal_ckpt, "uv_normal") if uv_normal_ckpt else None
     gde = load_stage(gde_ckpt, "gde") if gde_ckpt else None
+    # The uv prior is the GDE's: its own setting while it trains, its checkpoint's for the stages after it.
+    uv_prior = uv_prior_of(stage_config(gde_ckpt, "gde")) if gde_ckpt else request.get("uv_prior") or "none"
     stage1 = Stage1(uv_normal["net"] if uv_normal else None, gde["net"] if gde else None,
-                    gde.get("hash_encoder") if gde else None, global_size)
+                    gde.get("hash_encoder") if gde else None, global_size, uv_prior if uv_normal else "none")
     upstream = {k: file_sha256(Path(p).expanduser()) for k, p in (("uv_normal", uv_normal_ckpt), ("gde", gde_ckpt)) if p}
     spec = CacheSpec(upstream=upstream, keys=stage1.keys, global_size=global_size,
-                     geometry="predicted" if uv_normal else "gt")
+                     geometry="predicted" if uv_normal else "gt",
+                     extra={"uv_prior": stage1.uv_prior} if stage1.uv_prior != "none" else {})
     root = Path(cache["root"]).expanduser() if cache.get("root") else default_cache_root(store_url)
     reader = None
     if trainer.is_global_zero:

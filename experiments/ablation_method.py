@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def _stages(overrides: list[str]) -> tuple[str, ...]:
     """What a variant retrains."""
-    if any(o.startswith(("method=", "method.gde.")) for o in overrides):
+    if any(o.startswith(("method=", "method.gde.", "method.stage1.")) for o in overrides):
         return ("gde", "hfdr")
     if any(o.startswith("method.hfdr.") for o in overrides):
         return ("hfdr",)

@@ -21,7 +21,7 @@ from uhrtex import maps
 from uhrtex.checkpoint import upstream_record
 from uhrtex.networks.hash_encoding import HashGridEncoding
 from uhrtex.networks.stages import gde_input_layout
-from uhrtex.stage1.run import gde_input
+from uhrtex.stage1.run import UV_PRIORS, gde_input
 
 
 def make_hash_encoder(hash_encoding: dict[str, Any] | None) -> HashGridEncoding | None:
@@ -71,8 +71,10 @@ class GDEModule(TextureStageModule):
     def __init__(self, net: Callable[..., nn.Module], optimizer, scheduler=None, monitor: str = "val/loss",
                  hash_encoding: dict | None = None, laplacian_weight: float = 1.0, masked_loss: bool = False,
                  use_gt_geometry: bool = False, uv_normal_ckpt: str | None = None, cache: dict | None = None,
-                 start_from_mean: bool = False):
+                 start_from_mean: bool = False, uv_prior: str = "none"):
         super().__init__(optimizer=optimizer, scheduler=scheduler, monitor=monitor)
+        if uv_prior not in UV_PRIORS:
+            raise ValueError(f"model.uv_prior={uv_prior} is not one of {UV_PRIORS}")
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.hash_encoder = make_hash_encoder(hash_encoding)  # trained jointly: its params are in self.parameters()
         hash_channels = self.hash_encoder.n_output_dims if self.hash_encoder is not None else 0
@@ -89,7 +91,8 @@ class GDEModule(TextureStageModule):
         if not self.hparams.uv_normal_ckpt:
             raise ValueError("GDE trains on predicted uv/normal: set model.uv_normal_ckpt=<uv_normal run>/checkpoints/"
                              "last.ckpt (or model.use_gt_geometry=true for ground-truth geometry)")
-        return {"uv_normal_ckpt": self.hparams.uv_normal_ckpt, "gde_ckpt": None, "cache": self.hparams.cache}
+        return {"uv_normal_ckpt": self.hparams.uv_normal_ckpt, "gde_ckpt": None, "cache": self.hparams.cache,
+                "uv_prior": self.hparams.uv_prior}
 
     def setup(self, stage: str) -> None:
         if not self.hparams.use_gt_geometry:

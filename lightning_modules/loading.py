@@ -50,3 +50,8 @@ def load_stage(path: str | Path, stage: str, hash_enabled: bool | None = None) -
 def recorded_upstream(path: str | Path, stage: str, upstream: str) -> dict[str, str] | None:
     """The `{"path", "sha256"}` record of the `upstream` checkpoint that the `stage` checkpoint at `path` trained on."""
     return read_stage(Path(path).expanduser(), stage, f"model.{stage}_ckpt").upstream.get(upstream)
+
+
+def stage_config(path: str | Path, stage: str) -> dict:
+    """The model config the `stage` checkpoint at `path` was trained with."""
+    return read_stage(Path(path).expanduser(), stage, f"model.{stage}_ckpt").model_config

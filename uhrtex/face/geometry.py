@@ -83,3 +83,15 @@ def landmark_uv_map(face: Face, height: int, width: int, renderer=None) -> tuple
     uv, _ = renderer.interpolate(mesh.uvs[None].contiguous(), rast, mesh.faces.int())
     cov = (rast[..., 3:4] > 0).float()
     return (uv * cov).flip(1)[0].permute(2, 0, 1), cov.flip(1)[0].permute(2, 0, 1)  # raster row 0 = bottom
+
+
+def landmark_uv_prior(face: Face, top: int, left: int, side: int, size: int) -> torch.Tensor:
+    """Stage 1's uv prior: the landmark mesh's uv over the padded side² square that holds the image at (top, left),
+    rendered at size² -> 3×size×size (u, v, coverage), top-down rows. On the ICT heads its median error is ~9 texels
+    of 1024² (docs/heads_and_rendering.md), where a small UV&Normal predictor's is hundreds."""
+    s = size / side
+    lm = np.asarray(face.landmarks, dtype=np.float64)
+    moved = Face(face.box, np.stack([(lm[:, 0] + left) * s, (lm[:, 1] + top) * s, lm[:, 2] * s], 1),
+                 face.score, face.presence)
+    uv, cov = landmark_uv_map(moved, size, size)
+    return torch.cat([uv, cov], 0)

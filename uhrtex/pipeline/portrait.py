@@ -245,7 +245,8 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
     timings = {"prepare": time.perf_counter() - t_start}
     # A found face's landmark hull is Stage 1's face mask too: on photos it is more reliable than the predicted one
     landmark_mask = face_mask(face.face, *image.shape[-2:]) if face is not None else None
-    result = rec(image, progress=True, name=args.portrait, face_mask=landmark_mask)
+    result = rec(image, progress=True, name=args.portrait, face_mask=landmark_mask,
+                 face=face.face if face is not None else None)
     timings.update(rec.timings)
     tex_maps = {k: result[k] for k in ("albedo", "micronormal", "specular")}
     mask = rec.full_res(result, "mask_pred")

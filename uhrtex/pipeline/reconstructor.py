@@ -26,6 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,10 @@ from uhrtex.bundle import load_bundle, save_bundle, shipped_bundle
 from uhrtex.checkpoint import STAGES, CheckpointError, StageRecord, build_stage, find_checkpoints, read_stage
 from uhrtex.hfdr.patches import Box
 from uhrtex.hfdr.seams import PAPER_BAND, PAPER_KERNEL, PAPER_SIGMA, smooth_seams
-from uhrtex.stage1.run import GUIDE_KEY, Stage1, hfdr_input
+from uhrtex.stage1.run import GUIDE_KEY, Stage1, hfdr_input, uv_prior_of
+
+if TYPE_CHECKING:
+    from uhrtex.face.landmarker import Face
 
 __all__ = ["Reconstructor", "SeamOptions", "InputError"]
 
@@ -89,7 +93,7 @@ class Reconstructor:
                  input_size: int, global_size: int | None = None, patch_size: int | None = None,
                  patch_batch: int = 8, device: str | torch.device = "cpu", seams: SeamOptions | None = None,
                  channels_last: bool = True, records: Mapping[str, StageRecord] | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", uv_prior: str = "none"):
         self.input_size = int(input_size)
         self.global_size = int(global_size or self.input_size // 4)
         self.patch_size = int(patch_size or self.input_size // 8)
@@ -100,7 +104,7 @@ class Reconstructor:
         self.records = dict(records or {})
         self.precision = _precision.resolve(precision, self.device)  # "bf16" | "fp32"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.stage1 = Stage1(uv_normal, gde, hash_encoder, self.global_size).to(self.device)
+        self.stage1 = Stage1(uv_normal, gde, hash_encoder, self.global_size, uv_prior).to(self.device)
         self.hfdr = hfdr.requires_grad_(False).eval().to(self.device, memory_format=fmt)
         self.stage1.uv_normal.to(memory_format=fmt)
         self.stage1.gde.to(memory_format=fmt)
@@ -132,7 +136,8 @@ class Reconstructor:
         built = {s: build_stage(records[s]) for s in STAGES}
         return cls(built["uv_normal"]["net"], built["gde"]["net"], built["hfdr"]["net"], built["gde"].get("hash_encoder"),
                    input_size=sizes["input_size"], global_size=sizes.get("global_size"),
-                   patch_size=sizes.get("patch_size"), records=records, **kwargs)
+                   patch_size=sizes.get("patch_size"), records=records, uv_prior=uv_prior_of(records["gde"].model_config),
+                   **kwargs)
 
     @classmethod
     def from_checkpoints(cls, directory: str | os.PathLike, **kwargs) -> Reconstructor:
@@ -229,13 +234,33 @@ class Reconstructor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def uv_prior(self, image: torch.Tensor, g: Geometry, face: Face | None, name: str = "image") -> torch.Tensor | None:
+        """The landmark uv prior at the global size (1×3×gs×gs) for a Stage 1 trained with one, else None. Without
+        `face` the landmarks are found here; with no face in the image Stage 1 falls back to the predictor's uv."""
+        if self.stage1.uv_prior == "none":
+            return None
+        from uhrtex.face.geometry import landmark_uv_prior
+
+        if face is None:
+            from uhrtex.face.landmarker import landmarks
+
+            faces = landmarks(image if image.is_floating_point() else image.float() / _scale_of(image.dtype))
+            if not faces:
+                warnings.warn(f"{name}: no face found for the landmark uv prior this model was trained with; its uv "
+                              "inside the face is the UV&Normal predictor's (much less accurate)", stacklevel=3)
+                return None
+            face = faces[0]
+        return landmark_uv_prior(face, g.top, g.left, g.side, self.global_size)[None]
+
     @torch.inference_mode()
-    def run_stage1(self, image: torch.Tensor, g: Geometry, face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def run_stage1(self, image: torch.Tensor, g: Geometry, face_mask: torch.Tensor | None = None,
+                   face: Face | None = None, name: str = "image") -> dict[str, torch.Tensor]:
         x = self._fmt(self.global_view(image, g))
         mask = None if face_mask is None else self._fmt(self.global_view(face_mask.reshape(1, *image.shape[-2:]).float(), g))
+        prior = self.uv_prior(image, g, face, name)
         # Stage 1 stays fp32 under every precision: it runs once at the global size (a few % of the FLOPs at
         # 4096²), and the guide it makes carries every map's overall values, which bf16 would round to ~39 dB.
-        out = self.stage1(x, mask=mask)
+        out = self.stage1(x, mask=mask, uv_prior=None if prior is None else prior.to(self.device))
         return {k: v.float().contiguous() for k, v in out.items()}
 
     @torch.inference_mode()
@@ -272,20 +297,23 @@ class Reconstructor:
                 progress(len(batch))
 
     def __call__(self, image: torch.Tensor, progress: bool | Callable[[int], None] = False,
-                 name: str = "image", face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 name: str = "image", face_mask: torch.Tensor | None = None,
+                 face: Face | None = None) -> dict[str, torch.Tensor]:
         """Reconstruct the texture maps; see the module doc. Returns TEXTURE maps at the input size (views of
         one 7×H×W tensor) + `uv_pred normal_pred mask_pred guide` at the global size (1 sample, C×gs×gs).
         `face_mask` (H×W, e.g. the face landmarks' hull on a photo): Stage 1's face mask instead of the predicted one
-        (`Stage1.forward`)."""
+        (`Stage1.forward`). `face`: the image's landmarks, for a model with the landmark uv prior (found here if
+        not given)."""
         image = self.check_image(image, name)
         with keep_freed_memory() if self.device.type == "cpu" else contextlib.nullcontext():
-            return self._reconstruct(image, progress, face_mask)
+            return self._reconstruct(image, progress, face_mask, face, name)
 
     def _reconstruct(self, image: torch.Tensor, progress: bool | Callable[[int], None],
-                     face_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                     face_mask: torch.Tensor | None = None, face: Face | None = None,
+                     name: str = "image") -> dict[str, torch.Tensor]:
         g = self.geometry(*image.shape[-2:])
         t0 = time.perf_counter()
-        s1 = self.run_stage1(image, g, face_mask)
+        s1 = self.run_stage1(image, g, face_mask, face, name)
         t1 = time.perf_counter()
         out = torch.empty(maps.TEXTURE.channels, g.height, g.width)
         bar = None

@@ -187,10 +187,28 @@ def store_compute(store, stage1: torch.nn.Module, device: str | torch.device = "
     """A `compute` for `ensure_cache` that runs `stage1` (a `uhrtex.stage1.run.Stage1`) on the store's global view."""
     gt = getattr(stage1, "uv_normal", None) is None
     names = ["image", "uv", "normal", "mask"] if gt else ["image"]
+    with_prior = not gt and getattr(stage1, "uv_prior", "none") == "landmarks"
 
     def compute(captures: list[str]) -> dict[str, torch.Tensor]:
         reads = [store.read_global(c, stage1.global_size, names) for c in captures]
         batch = {n: torch.stack([r[n] for r in reads]).to(device) for n in names}
+        if with_prior:
+            prior = torch.stack([landmark_prior(r["image"], c) for r, c in zip(reads, captures)]).to(device)
+            return stage1(batch["image"], None, uv_prior=prior)
         return stage1(batch["image"], batch if gt else None)
 
     return compute
+
+
+def landmark_prior(image: torch.Tensor, capture: str) -> torch.Tensor:
+    """3×g×g landmark uv prior of a square global view (coverage 0 where the landmarker finds no face, as at
+    inference, where Stage 1 then keeps the predictor's uv)."""
+    from uhrtex.face.geometry import landmark_uv_prior
+    from uhrtex.face.landmarker import landmarks
+
+    g = image.shape[-1]
+    faces = landmarks(image.float())
+    if not faces:
+        log.warning("Stage-1 cache: no face found in capture %s; its uv is the predictor's", capture)
+        return torch.zeros(3, g, g)
+    return landmark_uv_prior(faces[0], 0, 0, g, g)

@@ -19,6 +19,17 @@ from uhrtex.networks.stages import GEOMETRY_INPUT, UV_NORMAL_OUTPUT
 # Names of Stage-1 outputs (docs/contracts.md: the Stage-1 reader's keys).
 GEOMETRY_KEYS = ("uv_pred", "normal_pred", "mask_pred")
 GUIDE_KEY = "guide"
+# Where Stage 1's uv comes from inside the face: "none" (the UV&Normal predictor's, as the paper) or "landmarks"
+# (the face landmarks' mesh, `uhrtex.face.geometry.landmark_uv_prior`; the predictor's only outside its coverage).
+UV_PRIORS = ("none", "landmarks")
+
+
+def uv_prior_of(gde_config: dict) -> str:
+    """The uv prior a GDE checkpoint's model config was trained with (older checkpoints: none)."""
+    prior = gde_config.get("uv_prior") or "none"
+    if prior not in UV_PRIORS:
+        raise ValueError(f"the GDE's model config has uv_prior '{prior}', not one of {UV_PRIORS}; retrain or re-export it")
+    return prior
 
 
 def downsample(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -44,6 +55,14 @@ def split_uv_normal(out: torch.Tensor) -> dict[str, torch.Tensor]:
     if mask is None:
         mask = torch.ones_like(out[:, :1])
     return {"uv_pred": parts["uv"] * mask, "normal_pred": parts["normal"] * mask, "mask_pred": mask}
+
+
+def apply_uv_prior(uv: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    """uv where the B×3×h×w prior (u, v, coverage) does not cover, the prior's uv where it does."""
+    if prior is None:
+        return uv
+    prior = downsample(prior.to(uv.dtype), uv.shape[-1])
+    return torch.lerp(uv, prior[:, :2], prior[:, 2:3])
 
 
 def gde_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor,
@@ -73,12 +92,15 @@ class Stage1(nn.Module):
     """
 
     def __init__(self, uv_normal: nn.Module | None, gde: nn.Module | None = None,
-                 hash_encoder: nn.Module | None = None, global_size: int = 1024):
+                 hash_encoder: nn.Module | None = None, global_size: int = 1024, uv_prior: str = "none"):
         super().__init__()
         if uv_normal is None and gde is None:
             raise ValueError("Stage1 needs a UV&Normal predictor, a GDE, or both")
+        if uv_prior not in UV_PRIORS:
+            raise ValueError(f"uv_prior '{uv_prior}' is not one of {UV_PRIORS}")
         self.uv_normal, self.gde, self.hash_encoder = uv_normal, gde, hash_encoder
         self.global_size = global_size
+        self.uv_prior = uv_prior  # what the GDE (and the HFDR after it) were trained with
         self.requires_grad_(False)
         self.eval()
 
@@ -91,18 +113,21 @@ class Stage1(nn.Module):
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                mask: torch.Tensor | None = None, uv_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """`mask` (B×1×h×w, any size): the face mask to use instead of the predictor's, for the uv/normal it keeps and
         the guide's cut. On real photos the face landmarks' hull is the more reliable one: the predictor, trained on
-        renders of heads without hair, can take hair for face or leave a cheek out."""
+        renders of heads without hair, can take hair for face or leave a cheek out.
+        `uv_prior` (B×3×h×w: u, v, coverage; `uhrtex.face.geometry.landmark_uv_prior`): the uv inside its coverage,
+        for a Stage 1 trained with `uv_prior="landmarks"`."""
         x = downsample(image, self.global_size)
         if self.uv_normal is not None:
             raw = self.uv_normal(x)
-            if mask is None:
-                out = split_uv_normal(raw)
-            else:
-                parts, m = uv_normal_parts(raw), downsample(mask.to(raw.dtype), self.global_size)
-                out = {"uv_pred": parts["uv"] * m, "normal_pred": parts["normal"] * m, "mask_pred": m}
+            parts = uv_normal_parts(raw)
+            parts["uv"] = apply_uv_prior(parts["uv"], uv_prior)
+            m = parts.get("mask") if mask is None else downsample(mask.to(raw.dtype), self.global_size)
+            if m is None:  # a 5-channel predictor (the paper's) has no mask: everything counts as face
+                m = torch.ones_like(raw[:, :1])
+            out = {"uv_pred": parts["uv"] * m, "normal_pred": parts["normal"] * m, "mask_pred": m}
         elif geometry is not None:
             out = {}
             geom = {"uv_pred": geometry["uv"], "normal_pred": geometry["normal"], "mask_pred": geometry["mask"]}
