@@ -4,7 +4,8 @@
 (LightningModules) and inference (`Stage1`, the Reconstructor), so the two cannot drift apart.
 
 Predicted uv/normal are multiplied by the predicted (soft) mask: the captures' uv/normal are 0 off the
-face, so downstream networks see the same kind of input whether it came from a capture or a prediction.
+face, so downstream networks see the same kind of input whether it came from a capture or a prediction. A landmark
+uv prior (`uv_prior`) then replaces the uv where it covers the face, unscaled.
 """
 
 from __future__ import annotations
@@ -123,11 +124,12 @@ class Stage1(nn.Module):
         if self.uv_normal is not None:
             raw = self.uv_normal(x)
             parts = uv_normal_parts(raw)
-            parts["uv"] = apply_uv_prior(parts["uv"], uv_prior)
             m = parts.get("mask") if mask is None else downsample(mask.to(raw.dtype), self.global_size)
             if m is None:  # a 5-channel predictor (the paper's) has no mask: everything counts as face
                 m = torch.ones_like(raw[:, :1])
-            out = {"uv_pred": parts["uv"] * m, "normal_pred": parts["normal"] * m, "mask_pred": m}
+            # The prior's uv is the face's own: not scaled by a soft predicted mask (mean ~0.7 inside the face)
+            uv = apply_uv_prior(parts["uv"] * m, uv_prior)
+            out = {"uv_pred": uv, "normal_pred": parts["normal"] * m, "mask_pred": m}
         elif geometry is not None:
             out = {}
             geom = {"uv_pred": geometry["uv"], "normal_pred": geometry["normal"], "mask_pred": geometry["mask"]}
