@@ -2,8 +2,9 @@
 
     python -m experiments.face_geometry_eval --store data/captures/2048 --ckpt DIR [--max-captures 4] [--uv-size 1024]
 
-Per capture of the test split (by subject, as training uses), for the landmark geometry (`uhrtex.face`) and the
-UV&Normal predictor's uv map (`--ckpt`; optional):
+Per capture of the test split (by subject, as training uses), for the landmark geometry (`uhrtex.face`) and
+Stage 1's uv map (`--ckpt`; optional; `stage1/…`: the UV&Normal predictor's, or with a model trained with the landmark
+uv prior, the landmarks' inside the face and the predictor's elsewhere):
 * `uv_err_texels`: median |uv − GT uv| × uv-size over the GT face mask where the geometry covers it;
 * `coverage`: the fraction of the GT face mask the geometry covers;
 * `unwrap_psnr`: the GT image-space albedo unwrapped with that geometry (landmarks: `direct` through the landmark
@@ -61,9 +62,9 @@ def evaluate(store: CaptureStore, key: str, rec, res: int) -> dict[str, float]:
     if rec is not None:
         result = rec(cap["image"])
         uv_pred, mask_pred = rec.full_res(result, "uv_pred"), rec.full_res(result, "mask_pred")
-        out["predictor/uv_err_texels"], out["predictor/coverage"] = _uv_error(uv_pred, mask_pred, cap, res)
+        out["stage1/uv_err_texels"], out["stage1/coverage"] = _uv_error(uv_pred, mask_pred, cap, res)
         u = unwrap({"albedo": cap["albedo"]}, cap["mask"], "splat", uv=uv_pred, options=opts)
-        out["predictor/unwrap_psnr"] = _psnr(u.textures["albedo"], gt_tex, region & (u.coverage[0] > 0.5))
+        out["stage1/unwrap_psnr"] = _psnr(u.textures["albedo"], gt_tex, region & (u.coverage[0] > 0.5))
     return out
 
 
