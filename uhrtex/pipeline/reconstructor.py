@@ -234,30 +234,33 @@ class Reconstructor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def uv_prior(self, image: torch.Tensor, g: Geometry, face: Face | None, name: str = "image") -> torch.Tensor | None:
-        """The landmark uv prior at the global size (1×3×gs×gs) for a Stage 1 trained with one, else None. Without
-        `face` the landmarks are found here; with no face in the image Stage 1 falls back to the predictor's uv."""
+    def uv_prior(self, view: torch.Tensor, g: Geometry, face: Face | None, name: str = "image") -> torch.Tensor | None:
+        """The landmark uv prior at the global size (1×3×gs×gs) for a Stage 1 trained with one, else None. `face`:
+        landmarks in the image's pixels; None finds them on `view` (the padded square at the global size, as the
+        training cache does). With no face found Stage 1 falls back to the predictor's uv."""
         if self.stage1.uv_prior == "none":
             return None
         from uhrtex.face.geometry import landmark_uv_prior
 
-        if face is None:
-            from uhrtex.face.landmarker import landmarks
+        gs = self.global_size
+        if face is not None:
+            return landmark_uv_prior(face, g.top, g.left, g.side, gs)[None]
+        from uhrtex.face.landmarker import landmarks
 
-            faces = landmarks(image if image.is_floating_point() else image.float() / _scale_of(image.dtype))
-            if not faces:
-                warnings.warn(f"{name}: no face found for the landmark uv prior this model was trained with; its uv "
-                              "inside the face is the UV&Normal predictor's (much less accurate)", stacklevel=3)
-                return None
-            face = faces[0]
-        return landmark_uv_prior(face, g.top, g.left, g.side, self.global_size)[None]
+        faces = landmarks(view[0])
+        if not faces:
+            warnings.warn(f"{name}: no face found for the landmark uv prior this model was trained with; its uv "
+                          "inside the face is the UV&Normal predictor's (much less accurate)", stacklevel=3)
+            return None
+        return landmark_uv_prior(faces[0], 0, 0, gs, gs)[None]
 
     @torch.inference_mode()
     def run_stage1(self, image: torch.Tensor, g: Geometry, face_mask: torch.Tensor | None = None,
                    face: Face | None = None, name: str = "image") -> dict[str, torch.Tensor]:
-        x = self._fmt(self.global_view(image, g))
+        view = self.global_view(image, g)
+        prior = self.uv_prior(view, g, face, name)
+        x = self._fmt(view)
         mask = None if face_mask is None else self._fmt(self.global_view(face_mask.reshape(1, *image.shape[-2:]).float(), g))
-        prior = self.uv_prior(image, g, face, name)
         # Stage 1 stays fp32 under every precision: it runs once at the global size (a few % of the FLOPs at
         # 4096²), and the guide it makes carries every map's overall values, which bf16 would round to ~39 dB.
         out = self.stage1(x, mask=mask, uv_prior=None if prior is None else prior.to(self.device))
