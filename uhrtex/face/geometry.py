@@ -95,3 +95,13 @@ def landmark_uv_prior(face: Face, top: int, left: int, side: int, size: int) -> 
                  face.score, face.presence)
     uv, cov = landmark_uv_map(moved, size, size)
     return torch.cat([uv, cov], 0)
+
+
+def find_landmark_uv_prior(view: torch.Tensor) -> torch.Tensor | None:
+    """The uv prior of a square 3×g×g view with the landmarks found on it (what the training cache and a
+    `Reconstructor` given no face both do), or None when no face is found."""
+    from uhrtex.face.landmarker import landmarks
+
+    faces = landmarks(view.float())
+    g = view.shape[-1]
+    return landmark_uv_prior(faces[0], 0, 0, g, g) if faces else None

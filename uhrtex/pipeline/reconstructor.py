@@ -240,19 +240,16 @@ class Reconstructor:
         training cache does). With no face found Stage 1 falls back to the predictor's uv."""
         if self.stage1.uv_prior == "none":
             return None
-        from uhrtex.face.geometry import landmark_uv_prior
+        from uhrtex.face.geometry import find_landmark_uv_prior, landmark_uv_prior
 
-        gs = self.global_size
         if face is not None:
-            return landmark_uv_prior(face, g.top, g.left, g.side, gs)[None]
-        from uhrtex.face.landmarker import landmarks
-
-        faces = landmarks(view[0])
-        if not faces:
+            return landmark_uv_prior(face, g.top, g.left, g.side, self.global_size)[None]
+        prior = find_landmark_uv_prior(view[0])
+        if prior is None:
             warnings.warn(f"{name}: no face found for the landmark uv prior this model was trained with; its uv "
                           "inside the face is the UV&Normal predictor's (much less accurate)", stacklevel=3)
             return None
-        return landmark_uv_prior(faces[0], 0, 0, gs, gs)[None]
+        return prior[None]
 
     @torch.inference_mode()
     def run_stage1(self, image: torch.Tensor, g: Geometry, face_mask: torch.Tensor | None = None,

@@ -203,12 +203,10 @@ def store_compute(store, stage1: torch.nn.Module, device: str | torch.device = "
 def landmark_prior(image: torch.Tensor, capture: str) -> torch.Tensor:
     """3×g×g landmark uv prior of a square global view (coverage 0 where the landmarker finds no face, as at
     inference, where Stage 1 then keeps the predictor's uv)."""
-    from uhrtex.face.geometry import landmark_uv_prior
-    from uhrtex.face.landmarker import landmarks
+    from uhrtex.face.geometry import find_landmark_uv_prior
 
-    g = image.shape[-1]
-    faces = landmarks(image.float())
-    if not faces:
+    prior = find_landmark_uv_prior(image)
+    if prior is None:
         log.warning("Stage-1 cache: no face found in capture %s; its uv is the predictor's", capture)
-        return torch.zeros(3, g, g)
-    return landmark_uv_prior(faces[0], 0, 0, g, g)
+        return torch.zeros(3, *image.shape[-2:])
+    return prior

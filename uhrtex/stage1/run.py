@@ -29,7 +29,10 @@ def uv_prior_of(gde_config: dict) -> str:
     """The uv prior a GDE checkpoint's model config was trained with (older checkpoints: none)."""
     prior = gde_config.get("uv_prior") or "none"
     if prior not in UV_PRIORS:
-        raise ValueError(f"the GDE's model config has uv_prior '{prior}', not one of {UV_PRIORS}; retrain or re-export it")
+        from uhrtex.checkpoint import CheckpointError
+
+        raise CheckpointError(f"the GDE's model config has uv_prior '{prior}', not one of {UV_PRIORS}; "
+                              "retrain the GDE or use a newer uhrtex")
     return prior
 
 
