@@ -49,24 +49,28 @@ def uv_normal_parts(out: torch.Tensor) -> dict[str, torch.Tensor]:
     return layout.split(out)
 
 
-def split_uv_normal(out: torch.Tensor) -> dict[str, torch.Tensor]:
-    """UV&Normal predictor output -> {"uv_pred", "normal_pred", "mask_pred"}, geometry masked by the mask.
-
-    A 5-channel predictor (the paper's) has no mask: everything counts as face.
-    """
-    parts = uv_normal_parts(out)
-    mask = parts.get("mask")
-    if mask is None:
-        mask = torch.ones_like(out[:, :1])
-    return {"uv_pred": parts["uv"] * mask, "normal_pred": parts["normal"] * mask, "mask_pred": mask}
-
-
 def apply_uv_prior(uv: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
     """uv where the B×3×h×w prior (u, v, coverage) does not cover, the prior's uv where it does."""
     if prior is None:
         return uv
     prior = downsample(prior.to(uv.dtype), uv.shape[-1])
     return torch.lerp(uv, prior[:, :2], prior[:, 2:3])
+
+
+def split_uv_normal(out: torch.Tensor, mask: torch.Tensor | None = None,
+                    uv_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """UV&Normal predictor output -> {"uv_pred", "normal_pred", "mask_pred"}, geometry masked by the mask: `mask`
+    (B×1 at the output's size) if given, else the predicted one. A 5-channel predictor (the paper's) has no mask:
+    everything counts as face. `uv_prior` (`apply_uv_prior`) then replaces the uv where it covers, unscaled: the
+    prior's uv is the face's own, not to be dimmed by a soft predicted mask (mean ~0.7 inside the face).
+    """
+    parts = uv_normal_parts(out)
+    if mask is None:
+        mask = parts.get("mask")
+    if mask is None:
+        mask = torch.ones_like(out[:, :1])
+    uv = apply_uv_prior(parts["uv"] * mask, uv_prior)
+    return {"uv_pred": uv, "normal_pred": parts["normal"] * mask, "mask_pred": mask}
 
 
 def gde_input(image: torch.Tensor, uv: torch.Tensor, normal: torch.Tensor,
@@ -126,13 +130,8 @@ class Stage1(nn.Module):
         x = downsample(image, self.global_size)
         if self.uv_normal is not None:
             raw = self.uv_normal(x)
-            parts = uv_normal_parts(raw)
-            m = parts.get("mask") if mask is None else downsample(mask.to(raw.dtype), self.global_size)
-            if m is None:  # a 5-channel predictor (the paper's) has no mask: everything counts as face
-                m = torch.ones_like(raw[:, :1])
-            # The prior's uv is the face's own: not scaled by a soft predicted mask (mean ~0.7 inside the face)
-            uv = apply_uv_prior(parts["uv"] * m, uv_prior)
-            out = {"uv_pred": uv, "normal_pred": parts["normal"] * m, "mask_pred": m}
+            m = None if mask is None else downsample(mask.to(raw.dtype), self.global_size)
+            out = split_uv_normal(raw, m, uv_prior)
         elif geometry is not None:
             out = {}
             geom = {"uv_pred": geometry["uv"], "normal_pred": geometry["normal"], "mask_pred": geometry["mask"]}
