@@ -2,8 +2,9 @@
 
 * `auto`: bf16 autocast where the hardware runs it fast: CUDA, or a CPU with AVX512-BF16 or AMX (oneDNN then
   runs bf16 convolutions ~2× faster than fp32); fp32 elsewhere (AVX2-only CPUs emulate bf16, slower than fp32).
-* `bf16`: bf16 autocast for the networks' convolutions; hash-grid encoding, resampling, the HFDR head's guide
-  term and all outputs stay float32 (see `uhrtex.stage1.run`, `uhrtex.networks.unet`).
+* `bf16`: bf16 autocast for the HFDR's and the UV&Normal predictor's convolutions; the GDE, hash-grid encoding,
+  resampling, the HFDR head's guide and band terms and all outputs stay float32 (see `uhrtex.stage1.run`,
+  `uhrtex.networks.unet`).
 * `fp32`: no autocast.
 
 Training uses Lightning's own switch (`trainer.precision=bf16-mixed`), not this module.

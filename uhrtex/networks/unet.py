@@ -187,28 +187,31 @@ class UNet(nn.Module):
                 g = guide if guide.shape[-2:] == h.shape[-2:] else F.interpolate(
                     guide, size=h.shape[-2:], mode="bilinear", align_corners=False)
                 if i == self.n_hidden:
-                    return self._output(self._head(self._with_band(h, band), g), band)
+                    return self._output(self._head(h, band, g), band)
                 h = torch.cat([h, g.to(h.dtype)], dim=1)
-        return self._output(self._head(self._with_band(h, band)), band)
+        return self._output(self._head(h, band), band)
 
     def _output(self, y: torch.Tensor, band: torch.Tensor | None) -> torch.Tensor:
         if self.detail_branch is not None:
-            y = y + self.detail_branch(band.to(self.detail_branch[0].weight.dtype)).to(y.dtype)
+            y = y + self.detail_branch(band.to(self.detail_branch[0].weight.dtype))
         return _OUTPUTS[self._out_act](y)
 
-    @staticmethod
-    def _with_band(h: torch.Tensor, band: torch.Tensor | None) -> torch.Tensor:
-        return h if band is None else torch.cat([h, band.to(h.dtype)], dim=1)
-
-    def _head(self, h: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """The 1×1 output head, in the weights' dtype even under autocast: the maps keep float32 precision (and a
-        pass-through HFDR head the guide's values) for the cost of one 1×1 conv. With the guide at the last layer,
-        head(h ⊕ g) = W_h·h + (W_g·g + b): the same sum without the concatenated copy."""
+    def _head(self, h: torch.Tensor, band: torch.Tensor | None = None, g: torch.Tensor | None = None) -> torch.Tensor:
+        """The 1×1 output head on h ⊕ band ⊕ guide, as W_h·h + (W_x·(band ⊕ guide) + b): the same sum without the
+        concatenated copy. The band and the guide are exact inputs (a pass-through HFDR head passes the guide
+        exactly): they go through in the weights' dtype even under autocast, channels-first (a float32 1×1 conv with
+        few channels is ~5× slower channels-last). The features term runs in h's dtype: under bf16 autocast its
+        products are exact and the sum is rounded once, as the detail branch's output already is, instead of a
+        float32 copy of every feature (the 4096² HFDR spent 5 % of its time on that; docs/reconstruction.md)."""
         w, b = self.head.weight, self.head.bias
+        c = h.shape[1]
         amp = h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type)
         with torch.autocast(h.device.type, enabled=False) if amp else contextlib.nullcontext():
-            h = h.to(w.dtype)
-            if g is None:
+            exact = [t for t in (band, g) if t is not None]
+            if not exact and h.dtype == w.dtype:
                 return F.conv2d(h, w, b)
-            c = h.shape[1]
-            return F.conv2d(h, w[:, :c].contiguous(), b).add_(F.conv2d(g.to(w.dtype), w[:, c:].contiguous()))
+            features = F.conv2d(h, w[:, :c].to(h.dtype))
+            if not exact:
+                return features.to(w.dtype).add_(b[:, None, None])
+            x = exact[0] if len(exact) == 1 else torch.cat(exact, dim=1)
+            return F.conv2d(x.to(w.dtype).contiguous(), w[:, c:].contiguous(), b).add_(features)

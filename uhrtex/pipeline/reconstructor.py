@@ -258,9 +258,11 @@ class Reconstructor:
         prior = self.uv_prior(view, g, face, name)
         x = self._fmt(view)
         mask = None if face_mask is None else self._fmt(self.global_view(face_mask.reshape(1, *image.shape[-2:]).float(), g))
-        # Stage 1 stays fp32 under every precision: it runs once at the global size (a few % of the FLOPs at
-        # 4096²), and the guide it makes carries every map's overall values, which bf16 would round to ~39 dB.
-        out = self.stage1(x, mask=mask, uv_prior=None if prior is None else prior.to(self.device))
+        # The GDE stays fp32 under every precision: the guide it makes carries every map's overall values, which
+        # bf16 would round to ~39 dB. The UV&Normal predictor (59 % of Stage 1's FLOPs at the paper preset) runs in
+        # the reconstruction's precision: its outputs only place the guide (docs/reconstruction.md, Precision).
+        out = self.stage1(x, mask=mask, uv_prior=None if prior is None else prior.to(self.device),
+                          predictor_precision=self._autocast)
         return {k: v.float().contiguous() for k, v in out.items()}
 
     @torch.inference_mode()

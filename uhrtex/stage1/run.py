@@ -10,6 +10,9 @@ uv prior (`uv_prior`) then replaces the uv where it covers the face, unscaled.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,15 +124,19 @@ class Stage1(nn.Module):
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None,
-                mask: torch.Tensor | None = None, uv_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                mask: torch.Tensor | None = None, uv_prior: torch.Tensor | None = None,
+                predictor_precision: Callable[[], contextlib.AbstractContextManager] | None = None) -> dict[str, torch.Tensor]:
         """`mask` (B×1×h×w, any size): the face mask to use instead of the predictor's, for the uv/normal it keeps and
         the guide's cut. On real photos the face landmarks' hull is the more reliable one: the predictor, trained on
         renders of heads without hair, can take hair for face or leave a cheek out.
         `uv_prior` (B×3×h×w: u, v, coverage; `uhrtex.face.geometry.landmark_uv_prior`): the uv inside its coverage,
-        for a Stage 1 trained with `uv_prior="landmarks"`."""
+        for a Stage 1 trained with `uv_prior="landmarks"`.
+        `predictor_precision`: the context (an autocast) the UV&Normal predictor runs in; the GDE always runs in
+        the caller's, because the guide carries every map's overall values (docs/reconstruction.md, Precision)."""
         x = downsample(image, self.global_size)
         if self.uv_normal is not None:
-            raw = self.uv_normal(x)
+            with predictor_precision() if predictor_precision is not None else contextlib.nullcontext():
+                raw = self.uv_normal(x).float()
             m = None if mask is None else downsample(mask.to(raw.dtype), self.global_size)
             out = split_uv_normal(raw, m, uv_prior)
         elif geometry is not None:
