@@ -74,9 +74,22 @@ def release(cfg: DictConfig) -> dict[str, float]:
     commit = _git_commit()  # the code that trains (the run folder's git.txt has its dirty files too)
     run_dir = Path(cfg.paths.output_dir)
     r = cfg.release
-    metrics = train_all(cfg)
+    if r.get("trained_run"):  # the stages of an earlier release run whose evaluation or export did not finish
+        summary_file = Path(r.trained_run) / "summary.json"
+        if not summary_file.is_file():
+            raise FileNotFoundError(f"release.trained_run={r.trained_run} has no summary.json; pass a release run "
+                                    "folder whose training finished (logs/release/runs/<run>), or drop the option")
+        summary = json.loads(summary_file.read_text())
+        missing = [s for s in ("uv_normal", "gde", "hfdr") if s not in summary]
+        if missing:
+            raise ValueError(f"release.trained_run={r.trained_run} trained no {', '.join(missing)}; rerun the release")
+        metrics = {f"{s}/val_loss_{k}": v["val_loss"][i] for s, v in summary.items() if v.get("val_loss")
+                   for k, i in (("first", 0), ("last", -1))}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    else:
+        metrics = train_all(cfg)
+        summary = json.loads((run_dir / "summary.json").read_text())
     t_train = time.time() - t0
-    summary = json.loads((run_dir / "summary.json").read_text())
     ck = run_dir / "checkpoints"
     ck.mkdir(parents=True, exist_ok=True)
     for stage in ("uv_normal", "gde", "hfdr"):

@@ -81,3 +81,22 @@ def test_release_at_the_tiny_preset_trains_evaluates_and_bundles(workdir):
     assert card["bundle"]["sha256"] == file_sha256(bundle) and card["dtype"] in ("float16", "float32")
     rec = Reconstructor.load(bundle)
     assert rec.input_size == 256
+    # an interrupted release is packaged from its trained stages, without training them again
+    trained = bundle.parents[1]
+    again = run_in_process(["+exp=release", "preset=tiny", *CPU_OVERRIDES, "pipeline.captures.subjects=7",
+                            "pipeline.captures.lightings=1", "metrics.perceptual=none", "callbacks.texture_panels=null",
+                            f"release.trained_run={trained}"], workdir)
+    assert again["held_out/ours/albedo/psnr"] == pytest.approx(metrics["held_out/ours/albedo/psnr"], abs=1e-6)
+    assert json.loads(next(p for p in workdir.rglob("release/card.json") if trained not in p.parents).read_text())[
+        "training_val_loss"] == card["training_val_loss"]
+
+
+def test_release_from_a_run_without_finished_training_is_one_line(workdir):
+    """`release.trained_run` packages an earlier run's stages; a folder without its summary.json says what to pass."""
+    from tests.helpers.hydra_run import CPU_OVERRIDES, run_in_process
+
+    empty = workdir / "not_a_release_run"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no summary.json") as e:
+        run_in_process(["+exp=release", "preset=tiny", *CPU_OVERRIDES, f"release.trained_run={empty}"], workdir)
+    assert "\n" not in str(e.value)
