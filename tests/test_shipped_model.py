@@ -82,13 +82,13 @@ def test_release_at_the_tiny_preset_trains_evaluates_and_bundles(workdir):
     rec = Reconstructor.load(bundle)
     assert rec.input_size == 256
     # an interrupted release is packaged from its trained stages, without training them again
-    trained = bundle.parents[1]
+    trained, stage_runs = bundle.parents[1], sorted(workdir.rglob("logs/*/runs/*"))
     again = run_in_process(["+exp=release", "preset=tiny", *CPU_OVERRIDES, "pipeline.captures.subjects=7",
                             "pipeline.captures.lightings=1", "metrics.perceptual=none", "callbacks.texture_panels=null",
                             f"release.trained_run={trained}"], workdir)
     assert again["held_out/ours/albedo/psnr"] == pytest.approx(metrics["held_out/ours/albedo/psnr"], abs=1e-6)
-    assert json.loads(next(p for p in workdir.rglob("release/card.json") if trained not in p.parents).read_text())[
-        "training_val_loss"] == card["training_val_loss"]
+    assert [p for p in sorted(workdir.rglob("logs/*/runs/*")) if p not in stage_runs and "compare" not in p.parts] == []
+    assert json.loads((bundle.parent / "card.json").read_text())["training_val_loss"] == card["training_val_loss"]
 
 
 def test_release_from_a_run_without_finished_training_is_one_line(workdir):
