@@ -120,6 +120,8 @@ def release(cfg: DictConfig) -> dict[str, float]:
         "fp16": {k: round(v, 4) for k, v in cost.items()}, "dtype": "float16" if half else "float32",
         "training_val_loss": {k: round(float(v), 5) for k, v in metrics.items()},
     }
+    if r.get("trained_run"):  # the stages were trained by that run (its git.txt has the training code's commit)
+        card["trained_run"] = str(r.trained_run)
     Reconstructor.from_checkpoints(ck).export_bundle(bundle, half=half, meta={"name": r.name, "card": card})
     for stale in ("fp16.bundle", "fp32.bundle"):
         (out / stale).unlink(missing_ok=True)
