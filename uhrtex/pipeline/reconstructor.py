@@ -230,6 +230,12 @@ class Reconstructor:
     def _autocast(self):
         return _precision.autocast(self.precision, self.device)
 
+    @property
+    def _guide_at_head(self) -> bool:
+        """The HFDR takes the guide at its 1×1 head, which reads it channels-first (`UNet._head`): no
+        channels-last copy."""
+        return getattr(self.hfdr, "guide_layer", None) == getattr(self.hfdr, "n_hidden", -1)
+
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -287,7 +293,7 @@ class Reconstructor:
             uv, normal, guide = glob[:, :nuv], glob[:, nuv:nuv + nn_], glob[:, nuv + nn_:]
             x_in = self._fmt(hfdr_input(img.to(glob.device), uv, normal))
             with self._autocast():
-                pred = self.hfdr(x_in, self._fmt(guide)).float()
+                pred = self.hfdr(x_in, guide if self._guide_at_head else self._fmt(guide)).float()
             pred = pred.cpu() if pred.device != out.device else pred
             for (y, x, _, _), tile in zip(batch, pred):
                 # Intersect the padded-square tile with the source frame.
