@@ -209,8 +209,10 @@ class UNet(nn.Module):
         amp = h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type)
         with torch.autocast(h.device.type, enabled=False) if amp else contextlib.nullcontext():
             exact = [t for t in (band, g) if t is not None]
-            if not exact and h.dtype == w.dtype:
-                return F.conv2d(h, w, b)
+            if h.dtype == w.dtype:  # float32 throughout: the concatenated head's own arithmetic, bit for bit
+                x = h if band is None else torch.cat([h, band.to(h.dtype)], dim=1)
+                y = F.conv2d(x, w[:, :x.shape[1]].contiguous(), b)
+                return y if g is None else y.add_(F.conv2d(g.to(w.dtype), w[:, x.shape[1]:].contiguous()))
             y = F.conv2d(h, w[:, :c].to(h.dtype))
             if not exact:
                 return y.to(w.dtype).add_(b[:, None, None])

@@ -232,9 +232,9 @@ class Reconstructor:
 
     @property
     def _guide_at_head(self) -> bool:
-        """The HFDR takes the guide at its 1×1 head, which reads it channels-first (`UNet._head`): no
-        channels-last copy."""
-        return getattr(self.hfdr, "guide_layer", None) == getattr(self.hfdr, "n_hidden", -1)
+        """Under bf16 the HFDR's 1×1 head reads a guide that joins there channels-first (`UNet._head`): no
+        channels-last copy. (In float32 the head is the concatenated one, which keeps its bits with the copy.)"""
+        return self.precision == "bf16" and getattr(self.hfdr, "guide_layer", None) == getattr(self.hfdr, "n_hidden", -1)
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
