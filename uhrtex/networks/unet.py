@@ -203,17 +203,17 @@ class UNet(nn.Module):
         channels-first planes (a float32 1×1 conv with this few channels is 3–5× slower, channels-last or on 2
         threads). The features term runs in h's dtype: under bf16 autocast its products are exact and the sum is
         rounded once, as the detail branch's output already is, instead of a float32 copy of every feature (the
-        old head was ~4 % of the 4096² HFDR; docs/reconstruction.md)."""
+        old head was ~6 % of the 4096² HFDR; docs/reconstruction.md)."""
         w, b = self.head.weight, self.head.bias
         c = h.shape[1]
         amp = h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type)
         with torch.autocast(h.device.type, enabled=False) if amp else contextlib.nullcontext():
-            exact = [t for t in (band, g) if t is not None]
             if h.dtype == w.dtype:  # float32 throughout: the concatenated head's own arithmetic, bit for bit
                 x = h if band is None else torch.cat([h, band.to(h.dtype)], dim=1)
                 y = F.conv2d(x, w[:, :x.shape[1]].contiguous(), b)
                 return y if g is None else y.add_(F.conv2d(g.to(w.dtype), w[:, x.shape[1]:].contiguous()))
             y = F.conv2d(h, w[:, :c].to(h.dtype))
+            exact = [t for t in (band, g) if t is not None]
             if not exact:
                 return y.to(w.dtype).add_(b[:, None, None])
             n, _, height, width = h.shape
