@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -25,19 +21,18 @@ MAPS = ("albedo", "micronormal", "specular")
 
 
 def scores(rec, cap: dict) -> dict[str, float]:
-    from uhrtex.face.front import face_mask
-    from uhrtex.face.landmarker import landmarks
+    """One capture as `uhrtex.pipeline.portrait` runs a photo: `find_face`, its hull as the face mask, the face for
+    the uv prior; maps cut to the hull; the project's masked metrics inside GT mask ∩ hull."""
+    from uhrtex.face.front import face_mask, find_face
+    from uhrtex.metrics.image import angular_error, psnr
 
     image = cap["image"]
-    faces = landmarks(image.float())
-    if not faces:
-        raise SystemExit(f"{cap['key']}: no face found; this evaluation needs the landmark route")
-    hull = face_mask(faces[0], *image.shape[-2:])
-    out = rec(image, face_mask=hull, face=faces[0])
-    inside = ((cap["mask"] > 0.5) & (hull > 0.5))[0]
-    row = {m: 10 * math.log10(1 / float(((out[m] * hull - cap[m]) ** 2)[:, inside].mean())) for m in MAPS}
-    a, b = (F.normalize(n * 2 - 1, dim=0) for n in (out["micronormal"], cap["micronormal"]))
-    row["angle"] = float(torch.rad2deg(torch.acos((a * b).sum(0).clamp(-1, 1)))[inside].mean())
+    face = find_face(image.float(), name=cap["key"]).face
+    hull = face_mask(face, *image.shape[-2:])
+    out = rec(image, face_mask=hull, face=face)
+    inside = ((cap["mask"] > 0.5) & (hull > 0.5)).float()[None]
+    row = {m: float(psnr((out[m] * hull)[None], cap[m][None], inside)[0]) for m in MAPS}
+    row["angle"] = float(angular_error(out["micronormal"][None], cap["micronormal"][None], inside)[0])
     return row
 
 
