@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.subruns import parent_overrides, run_subrun
-from experiments.train_all import train_all
+from experiments.train_all import loss_metrics, train_all
 
 log = logging.getLogger(__name__)
 PSNR_MAPS = ("albedo", "micronormal", "specular")
@@ -83,8 +83,7 @@ def release(cfg: DictConfig) -> dict[str, float]:
         missing = [s for s in ("uv_normal", "gde", "hfdr") if s not in summary]
         if missing:
             raise ValueError(f"release.trained_run={r.trained_run} trained no {', '.join(missing)}; rerun the release")
-        metrics = {f"{s}/val_loss_{k}": v["val_loss"][i] for s, v in summary.items() if v.get("val_loss")
-                   for k, i in (("first", 0), ("last", -1))}
+        metrics = loss_metrics(summary)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     else:
         metrics = train_all(cfg)

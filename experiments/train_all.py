@@ -46,6 +46,12 @@ def _history(run_dir: Path) -> list[float]:
     return json.loads(path.read_text())["values"] if path.is_file() else []
 
 
+def loss_metrics(summary: dict[str, dict]) -> dict[str, float]:
+    """`<stage>/val_loss_first` and `_last` of each stage in a `summary.json` that recorded validation losses."""
+    return {f"{stage}/val_loss_{k}": s["val_loss"][i] for stage, s in summary.items() if s.get("val_loss")
+            for k, i in (("first", 0), ("last", -1))}
+
+
 def train_all(cfg: DictConfig) -> dict[str, float]:
     demo_dir = Path(cfg.paths.output_dir)
     p = cfg.pipeline
@@ -79,8 +85,7 @@ def train_all(cfg: DictConfig) -> dict[str, float]:
             ckpts[stage] = str(ckpt)
             losses = _history(run_dir)
             summary[stage] = {"run_dir": str(run_dir), "checkpoint": str(ckpt), "val_loss": losses}
-            if losses:
-                metrics[f"{stage}/val_loss_first"], metrics[f"{stage}/val_loss_last"] = losses[0], losses[-1]
+        metrics.update(loss_metrics(summary))
     finally:
         torch.set_num_threads(threads)
     demo_dir.mkdir(parents=True, exist_ok=True)
