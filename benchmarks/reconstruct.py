@@ -24,7 +24,9 @@ unwrap, export, report, finish = the blotch check + waiting for the last PNG enc
 / the GEMM peak of the precision used (a 4096² mm in that dtype, timed the same way), and `unwrap_steps_s`
 (the unwrap's own steps). The cache folder (`uhrtex.common.disk_cache`: the template's textures, the mesh's UV layout)
 is warm as on any repeat run with the same mesh (filled by a child process before the timed run);
-`--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which.
+`--cold-cache` times a first run instead (an empty cache folder). `cache` in the line says which. `--keep-out DIR`
+copies the written files to DIR (after the timing), e.g. to compare two versions' outputs with
+`tools/compare_outputs.py`.
 
 `process_memory`: what `uhrtex.common.memory.configure_process` set in this process (glibc malloc kept, huge pages asked);
 `UHRTEX_PROCESS_MEMORY=default` in the environment measures without it (the `--cli` child inherits the setting).
@@ -211,6 +213,8 @@ def end_to_end(args: argparse.Namespace) -> dict:
             manifest = cli.run(ns)
             total = time.perf_counter() - t - decode_s
         gemm1, peak1 = gemm_seconds(), gemm_peak(dtype=dtype)
+        if args.keep_out:  # the written files, to compare two versions' outputs (tools/compare_outputs.py)
+            shutil.copytree(tmp / "out", args.keep_out, dirs_exist_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     gemm_s, peak = min(gemm0, gemm1), max(peak0, peak1)
@@ -282,6 +286,7 @@ def main() -> None:
                         "all files written")
     parser.add_argument("--unwrap", choices=("direct", "optimize", "splat", "none"), default="direct")
     parser.add_argument("--cold-cache", action="store_true", help="an empty cache folder: a first run's time")
+    parser.add_argument("--keep-out", type=Path, default=None, help="--end-to-end: copy the written files here")
     parser.add_argument("--cli", action="store_true", help="the user's command as a whole process (cold caches, face "
                         "crop on): cli_s and cli_gemms")
     args = parser.parse_args()

@@ -14,19 +14,24 @@ import torch
 
 HUE_RANGE_DEG = (-20.0, 70.0)
 MIN_SATURATION = 0.25
+_CHUNK = 1 << 18  # pixels per colour conversion
 
 
 def off_skin_pixels(albedo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """H×W bool: inside the mask (> 0.5), saturated and outside the skin hues. `albedo`: 3×H×W sRGB in [0, 1]."""
     inside = mask.reshape(albedo.shape[-2:]) > 0.5
     idx = inside.reshape(-1).nonzero().flatten()  # colour-converted inside the mask only (a face: ~1/3 of a portrait)
-    rgb = albedo.reshape(3, -1).index_select(1, idx).float().clamp(0, 1)
-    hsv = kornia.color.rgb_to_hsv(rgb[:, None])[:, 0]  # hue in radians [0, 2π)
-    hue = torch.rad2deg(hsv[0])
-    hue = torch.where(hue > 180, hue - 360, hue)
-    lo, hi = HUE_RANGE_DEG
+    flat, (lo, hi) = albedo.reshape(3, -1), HUE_RANGE_DEG
     out = torch.zeros(inside.numel(), dtype=torch.bool)
-    out[idx] = (hsv[1] >= MIN_SATURATION) & ((hue < lo) | (hue > hi))
+    # In cache-sized chunks: the conversion is a dozen memory-bound passes; over a 4K face's ~6 M pixels at once
+    # each pass streams from memory (0.9 s), chunked they stay in cache (0.2 s), with the same values.
+    for s0 in range(0, idx.numel(), _CHUNK):
+        i = idx[s0:s0 + _CHUNK]
+        rgb = flat.index_select(1, i).float().clamp_(0, 1)
+        hsv = kornia.color.rgb_to_hsv(rgb[:, None])[:, 0]  # hue in radians [0, 2π)
+        hue = torch.rad2deg(hsv[0])
+        hue = torch.where(hue > 180, hue - 360, hue)
+        out[i] = (hsv[1] >= MIN_SATURATION) & ((hue < lo) | (hue > hi))
     return out.view_as(inside)
 
 
