@@ -265,6 +265,8 @@ def cli(args: argparse.Namespace) -> dict:
         cli_s = time.perf_counter() - t
         gemm_s = min(gemm0, gemm_seconds())
         manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+        if args.keep_out:
+            shutil.copytree(tmp / "out", args.keep_out, dirs_exist_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"preset": args.preset, "size": size, "unwrap": args.unwrap, "precision": manifest["precision"],
@@ -286,7 +288,7 @@ def main() -> None:
                         "all files written")
     parser.add_argument("--unwrap", choices=("direct", "optimize", "splat", "none"), default="direct")
     parser.add_argument("--cold-cache", action="store_true", help="an empty cache folder: a first run's time")
-    parser.add_argument("--keep-out", type=Path, default=None, help="--end-to-end: copy the written files here")
+    parser.add_argument("--keep-out", type=Path, default=None, help="--end-to-end, --cli: copy the written files here")
     parser.add_argument("--cli", action="store_true", help="the user's command as a whole process (cold caches, face "
                         "crop on): cli_s and cli_gemms")
     args = parser.parse_args()

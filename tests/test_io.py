@@ -33,6 +33,18 @@ def test_png16_round_trip_is_exact_on_the_16bit_grid(tmp_path, rgb):
     assert (back - rgb).abs().max() <= 0.5 / 65535 + 1e-7
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_every_integer_code_reads_as_numpys_float32_quotient(tmp_path, bits):
+    """read_image converts 8/16-bit samples in torch: each code must give numpy's astype(float32) / top, RGB order."""
+    top, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
+    codes = np.arange(top + 1, dtype=np.int64)
+    hwc = np.stack([codes, codes[::-1], (codes * 7) % (top + 1)], -1).astype(dtype).reshape(-1, 256, 3)
+    uio.write_png(tmp_path / "a.png", torch.from_numpy(hwc.transpose(2, 0, 1).astype(np.float64) / top), bits=bits)
+    back = uio.read_image(tmp_path / "a.png")
+    assert back.dtype == torch.float32 and back.is_contiguous()
+    assert torch.equal(back, torch.from_numpy(hwc.transpose(2, 0, 1).astype(np.float32) / top))
+
+
 def test_png16_grayscale_and_expand(tmp_path, rgb):
     uio.write_png(tmp_path / "g.png", rgb[:1], bits=16)
     assert uio.read_image(tmp_path / "g.png").shape == (1, 12, 16)
