@@ -32,3 +32,15 @@ def test_diagonal_neighbours_connect():
         a[:, i, i] = torch.tensor([0.2, 0.8, 0.2])
     assert off_skin_pixels(a, mask).sum() == 10
     assert off_skin_blob(a, mask) == 10 / 400  # one diagonal chain: one region
+
+
+def test_noisy_albedo_scores_scipys_largest_8_connected_region_over_the_mask():
+    """Random colours give many off-skin regions of every shape; the score is scipy.ndimage.label's largest."""
+    import numpy as np
+    from scipy import ndimage
+
+    g = torch.Generator().manual_seed(0)
+    a, mask = torch.rand(3, 300, 300, generator=g), (torch.rand(300, 300, generator=g) > 0.2).float()
+    labels, n = ndimage.label(off_skin_pixels(a, mask).numpy(), structure=np.ones((3, 3), bool))
+    assert n > 100
+    assert off_skin_blob(a, mask) == np.bincount(labels.ravel())[1:].max() / float(mask.sum())

