@@ -108,6 +108,22 @@ def test_push_pull_fills_smoothly():
     assert torch.allclose(push_pull(torch.full((3, 17, 9), 0.4), (torch.rand(1, 17, 9) > 0.7).float()), torch.tensor(0.4))
 
 
+@pytest.mark.parametrize("shape", [(7, 130, 96), (3, 256, 256), (1, 96, 200), (2, 64, 33), (3, 45, 45)])
+def test_push_pull_in_row_blocks_is_the_whole_level_bit_for_bit(shape, monkeypatch):
+    """The finest level runs in blocks of rows (cache-sized temporaries); one block is the whole-level computation."""
+    import uhrtex.unwrap.fill as fill
+
+    g = torch.Generator().manual_seed(sum(shape))
+    c, h, w = shape
+    cov = (torch.nn.functional.interpolate(torch.rand(1, 1, 7, 5, generator=g), size=(h, w)) > 0.5).float()[0]
+    tex = torch.rand(c, h, w, generator=g)
+    for weight in (cov, cov * torch.rand(1, h, w, generator=g)):
+        blocked = push_pull(tex, weight)
+        monkeypatch.setattr(fill, "_ROWS", 10**9)
+        assert torch.equal(blocked, push_pull(tex, weight))
+        monkeypatch.undo()
+
+
 def test_template_is_tone_matched_by_mean_face_colour():
     tex = {"albedo": torch.full((3, 16, 16), 0.3)}
     cov = torch.zeros(1, 16, 16)
