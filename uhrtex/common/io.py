@@ -140,7 +140,9 @@ def _chw_float32(arr: np.ndarray) -> torch.Tensor:
     `astype(float32) / 255`, which made two full-size float copies (a cold 4096² portrait: ~1 s against 0.3 s)."""
     if arr.dtype.kind == "f":
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-    src = torch.from_numpy(arr).permute(2, 0, 1)
+    with warnings.catch_warnings():  # a decoder's read-only array (PIL's JPEGs) is only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        src = torch.from_numpy(arr).permute(2, 0, 1)
     return torch.empty(src.shape, dtype=torch.float32).copy_(src).div_(255 if arr.dtype == np.uint8 else 65535)
 
 
