@@ -121,6 +121,20 @@ def test_real_portrait_lands_on_the_face(astronaut_png, recon_ckpts, tmp_path, c
     assert 0.15 < float((uv_photo.amax(0) > 0.05).float().mean()) < 0.6  # the photo fills the face region, not all
 
 
+def test_an_8_bit_decoded_portrait_is_read_as_its_float_twin(astronaut_png, recon_ckpts, tmp_path):
+    """`run(args, image=...)` with uint8 samples (the Reconstructor takes them too): the face front end sees the
+    same picture as with the float decode (it found no face on raw 0-255 values before)."""
+    from experiments.reconstruct import build_parser, run
+
+    codes = torch.from_numpy(pytest.importorskip("skimage.data").astronaut()).permute(2, 0, 1).contiguous()
+    faces = []
+    for name, image in (("u8", codes), ("float", uio.read_image(astronaut_png))):
+        args = build_parser().parse_args([str(astronaut_png), "--ckpt", str(recon_ckpts), "--out",
+                                          str(tmp_path / name), "--unwrap", "none"])
+        faces.append(run(args, image=image)["face"])
+    assert faces[0]["found"] and faces[0]["box"] == faces[1]["box"]
+
+
 def test_exr_no_crop_and_rewrite(astronaut_png, recon_ckpts, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -31,7 +31,7 @@ from uhrtex.face.front import FaceNotFoundError, crop_to_face, face_mask, find_f
 from uhrtex.face.geometry import face_region, landmark_mesh
 from uhrtex.face.landmarker import FaceModelsMissing
 from uhrtex.metrics.skin import off_skin_blob
-from uhrtex.pipeline.reconstructor import InputError, Reconstructor
+from uhrtex.pipeline.reconstructor import InputError, Reconstructor, sample_scale
 from uhrtex.unwrap.mesh import Camera, MeshError, check_camera, load_camera, load_obj
 from uhrtex.unwrap.methods import UnwrapOptions, flat_template, head_template, is_unified_layout, unwrap
 from uhrtex.viz.report import report_image
@@ -216,12 +216,15 @@ def reconstruct_portrait(portrait: str | os.PathLike, options: PortraitOptions |
     image = read_portrait(args.portrait) if image is None else image
     src_hw = tuple(image.shape[-2:])
     face = None
-    image = rec.check_image(image, args.portrait, check_size=False)
+    # The size only matters without the crop: the crop is resized to the model's input (and clamped to [0, 1]), so
+    # its values need no second pass over 4K pixels.
+    image = rec.check_image(image, args.portrait, check_size=args.no_crop)
+    if not image.is_floating_point():  # uint8/uint16 samples: the face front end reads float sRGB in [0, 1]
+        image = image.float().div_(sample_scale(image.dtype))
     if not args.no_crop or args.geometry == "landmarks":
         face = find_face(image, args.portrait)
         if not args.no_crop:
             image, face = crop_to_face(image, face, rec.input_size, name=args.portrait)
-    image = rec.check_image(image, args.portrait)
     mesh = camera = None
     if args.mesh:
         mesh, camera = load_obj(args.mesh), load_camera(args.camera)

@@ -84,7 +84,8 @@ class Geometry:
                 for x in range(0, self.side, self.patch)]
 
 
-def _scale_of(dtype: torch.dtype) -> float:
+def sample_scale(dtype: torch.dtype) -> float:
+    """The value of full scale for an image dtype (uint8: 255, uint16 and int32: 65535, floats: 1)."""
     return {torch.uint8: 255.0, torch.uint16: 65535.0, torch.int32: 65535.0}.get(dtype, 1.0)
 
 
@@ -208,7 +209,7 @@ class Reconstructor:
         else:
             rows, cols = self._rows_cols(g, y, n, x, m)
             win = image.index_select(1, rows.to(image.device)).index_select(2, cols.to(image.device))
-        return win.float().div_(_scale_of(image.dtype)) if not image.is_floating_point() else win.float()
+        return win.float().div_(sample_scale(image.dtype)) if not image.is_floating_point() else win.float()
 
     def global_view(self, image: torch.Tensor, g: Geometry) -> torch.Tensor:
         """Area-downsample the padded square to global_size², band by band (1×3×gs×gs float)."""
