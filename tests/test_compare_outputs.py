@@ -35,7 +35,8 @@ def _folder(d: Path, albedo: torch.Tensor, manifest: dict) -> Path:
 def pair(tmp_path):
     g = torch.Generator().manual_seed(0)
     albedo = torch.rand(3, 32, 32, generator=g)
-    manifest = {"albedo_off_skin_blob": 0.01, "timings_s": {"hfdr": 1.0}, "unwrap": {"timings_s": {"fill": 0.1}}}
+    manifest = {"albedo_off_skin_blob": 0.01, "timings_s": {"hfdr": 1.0}, "unwrap": {"timings_s": {"fill": 0.1}},
+                "portrait": "/a/p.png", "face": {"warnings": ["/a/p.png: a small face"]}}
     return albedo, manifest, _folder(tmp_path / "old", albedo, manifest)
 
 
@@ -45,7 +46,8 @@ def test_same_content_is_identical_whatever_the_encoding_and_timings(pair, tmp_p
     shutil.copytree(old, new)
     (new / "albedo.png").write_bytes(encode_png(albedo, compression=0))  # stored, not deflated: same pixels
     assert (new / "albedo.png").read_bytes() != (old / "albedo.png").read_bytes()
-    (new / "manifest.json").write_text(json.dumps({**manifest, "timings_s": {"hfdr": 2.0},
+    (new / "manifest.json").write_text(json.dumps({**manifest, "timings_s": {"hfdr": 2.0}, "portrait": "/b/p.png",
+                                                   "face": {"warnings": ["/b/p.png: a small face"]},
                                                    "unwrap": {"timings_s": {"fill": 9.0}}}))
     assert compare_outputs.compare(old, new) == {"identical": True, "files": 4, "differ": {}}
 
