@@ -63,5 +63,7 @@ def test_one_sample_off_is_found_in_pngs_glb_textures_and_the_manifest(pair, tmp
     assert result["differ"]["micronormal.png"].startswith("1 of 3072 samples differ")
     assert "samples differ" in result["differ"]["head.glb"]
     assert "albedo_off_skin_blob" in result["differ"]["manifest.json"]
+    (new / "albedo.png").write_bytes((new / "albedo.png").read_bytes()[:100])  # truncated
+    assert compare_outputs.compare(old, new)["differ"]["albedo.png"].startswith("cannot be read")
     (new / "extra.txt").write_text("x")
     assert compare_outputs.compare(old, new)["differ"]["extra.txt"] == "only in new"

@@ -4,8 +4,8 @@
 
 For a speed change that should not move any value: PNGs are compared by their decoded pixels (an encoder change
 moves the bytes, not the pixels), `.glb` files by their JSON (buffer offsets aside), each embedded image's pixels
-and every other buffer view's bytes, `manifest.json` without its timings, memory and the portrait's path, EXR and any other file
-by bytes. Prints {"identical": bool, "files": n, "differ": {file: what}}; exit status 1 when anything differs.
+and every other buffer view's bytes, `manifest.json` without its timings, memory and the portrait's path, EXR and
+any other file by bytes. A file that does not read as its type is reported as a difference. Prints {"identical": bool, "files": n, "differ": {file: what}}; exit status 1 when anything differs.
 """
 
 from __future__ import annotations
@@ -95,9 +95,11 @@ def compare(old: Path, new: Path) -> dict:
         a, b = pa.read_bytes(), pb.read_bytes()
         if a == b:
             continue
-        suffix = pa.suffix.lower()
-        fn = {".png": _pixel_diff, ".glb": _glb_diff}.get(suffix)
-        d = _manifest_diff(a, b) if name == "manifest.json" else (fn(a, b) if fn else "bytes differ")
+        fn = _manifest_diff if name == "manifest.json" else {".png": _pixel_diff, ".glb": _glb_diff}.get(pa.suffix.lower())
+        try:
+            d = fn(a, b) if fn else "bytes differ"
+        except (ValueError, KeyError, struct.error) as e:  # a truncated or foreign file: a difference, said so
+            d = f"cannot be read as its type ({e})"
         if d:
             differ[name] = d
     return {"identical": not differ, "files": len(names), "differ": differ}
