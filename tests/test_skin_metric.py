@@ -44,3 +44,17 @@ def test_noisy_albedo_scores_scipys_largest_8_connected_region_over_the_mask():
     labels, n = ndimage.label(off_skin_pixels(a, mask).numpy(), structure=np.ones((3, 3), bool))
     assert n > 100
     assert off_skin_blob(a, mask) == np.bincount(labels.ravel())[1:].max() / float(mask.sum())
+
+
+def test_chunked_colour_conversion_is_the_whole_arrays(monkeypatch):
+    """off_skin_pixels converts the masked pixels in chunks (cache-sized); chunks of any size give the same pixels."""
+    import uhrtex.metrics.skin as skin
+
+    g = torch.Generator().manual_seed(1)
+    a, mask = torch.rand(3, 120, 130, generator=g), (torch.rand(120, 130, generator=g) > 0.3).float()
+    monkeypatch.setattr(skin, "_CHUNK", 10**9)
+    whole = off_skin_pixels(a, mask)
+    for chunk in (97, 777, 4096):
+        monkeypatch.setattr(skin, "_CHUNK", chunk)
+        assert torch.equal(off_skin_pixels(a, mask), whole), chunk
+    assert 0 < int(whole.sum()) < int((mask > 0.5).sum())
