@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -40,13 +39,11 @@ def _pixel_diff(a: bytes, b: bytes) -> str | None:
 
 
 def _glb(data: bytes) -> tuple[dict, bytes]:
-    magic, _, _ = struct.unpack_from("<4sII", data)
-    if magic != b"glTF":
-        raise ValueError("not a glb")
-    jlen, _ = struct.unpack_from("<II", data, 12)
-    doc = json.loads(data[20:20 + jlen])
-    blen = struct.unpack_from("<I", data, 20 + jlen)[0] if len(data) > 20 + jlen else 0
-    return doc, data[28 + jlen:28 + jlen + blen]
+    """(glTF JSON, binary chunk) of a .glb, read by pygltflib (the library `uhrtex.export.glb` writes it with)."""
+    import pygltflib
+
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    return json.loads(gltf.gltf_to_json()), gltf.binary_blob() or b""
 
 
 def _views(doc: dict, binary: bytes) -> list[bytes]:
@@ -98,7 +95,7 @@ def compare(old: Path, new: Path) -> dict:
         fn = _manifest_diff if name == "manifest.json" else {".png": _pixel_diff, ".glb": _glb_diff}.get(pa.suffix.lower())
         try:
             d = fn(a, b) if fn else "bytes differ"
-        except (ValueError, KeyError, struct.error) as e:  # a truncated or foreign file: a difference, said so
+        except (ValueError, KeyError, OSError) as e:  # a truncated or foreign file: a difference, said so
             d = f"cannot be read as its type ({e})"
         if d:
             differ[name] = d
